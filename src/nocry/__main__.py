@@ -1,0 +1,3 @@
+from nocry.cli.main import main
+
+raise SystemExit(main())
