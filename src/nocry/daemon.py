@@ -1,0 +1,553 @@
+"""The daemon: wires the sensor to capture and the vault; holds no logic of its own beyond timing.
+
+    sensor (reader thread) --lists of events--> queue --> capture loop (this thread)
+        capture loop:  events -> Pending (debounced per path) / immediate work (renames, dir deletes)
+                       due paths -> snapshot() into one vault batch per round
+                       Overflow  -> rescan the trees
+                       SyncRequest -> capture everything pending now, then answer
+    control server (thread): status / sync / stop over a unix socket in HOME/run
+
+Start-up order matters: the sensor starts *before* the baseline walk so that nothing written during
+the walk is missed; the events that arrive meanwhile are replayed against the new baseline.
+Failure policy: the sensor is notification-only (no opener ever waits for nocry); a capture error
+on one file is a warning; a full vault pauses capture with an alarm and resumes by rescanning.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nocry.capture.scan import Excluder, ScanReport, rescan_tree, walk_tree
+from nocry.capture.snapshot import ChangedWhileRead, Unreadable, snapshot, tombstone
+from nocry.config import Config
+from nocry.errors import VaultFull
+from nocry.events import FileEvent, Op, Overflow, Subject
+from nocry import sdnotify
+from nocry.home import Home
+from nocry.vault import Vault
+
+__all__ = ["Daemon", "SyncRequest"]
+
+log = logging.getLogger(__name__)
+
+_CONTENT_OPS = Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE
+_STATUS_EVERY_S = 1.0
+_RETRY_CHANGED_S = 0.5
+_FULL_CHECK_EVERY_S = 2.0
+
+
+@dataclass
+class SyncRequest:
+    """Capture everything pending now and answer (used by ``nocry sync`` and tests)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    rescan: bool = False
+
+
+@dataclass
+class _Pending:
+    due_ns: int
+    first_ns: int
+    content: bool
+    subject: Subject | None
+    gen: int = 0
+
+
+class Daemon:
+    def __init__(
+        self,
+        home: Home,
+        trees: Sequence[bytes],
+        config: Config,
+        *,
+        sensor_factory: Callable[..., Any] | None = None,
+    ):
+        self.home = home
+        self.trees = list(trees)
+        self.config = config
+        self.cap = config.capture
+        self.excluded = Excluder(self.trees, config.capture.exclude, prefixes=[os.fsencode(home.root)])
+        self._sensor_factory = sensor_factory
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.state = "starting"
+        self.started_at = time.time()
+        self.stop_requested = threading.Event()
+        self.vault: Vault | None = None
+        self.sensor: Any = None
+        self.control: Any = None
+        # counters (read by the control thread; plain ints are fine under the GIL)
+        self.versions_stored = 0
+        self.tombstones_stored = 0
+        self.unreadable = 0
+        self.rescans = 0
+        self.capture_errors = 0
+        self.events_seen = 0
+        self.overflows_seen = 0
+        self.paused: str | None = None
+        self.last_error: str | None = None
+        self.last_scan: list[dict[str, Any]] = []
+        self._pending: dict[bytes, _Pending] = {}
+        self._heap: list[tuple[int, int, bytes]] = []
+        self._gen = 0
+        self._rescan_needed = False
+        self._last_full_check = 0.0
+        self._last_status = 0.0
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        """Run until stop(); returns an exit code."""
+        from nocry.control import ControlServer
+
+        self.home.acquire_daemon_lock()
+        try:
+            self.vault = Vault(self.home.vault_dir, self.config.vault, create=True)
+            self.sensor = self._make_sensor()
+            self.control = ControlServer(self.home.socket_path, self)
+            self.control.start()
+            self.sensor.start()
+            self.state = "baselining"
+            self._write_status()
+            log.info("event=start pid=%d trees=%s mode=%s", os.getpid(), [os.fsdecode(t) for t in self.trees], self.config.mode)
+            self._scan_all(reason="baseline")
+            self.state = "protecting"
+            self._write_status()
+            if on_ready:
+                on_ready()
+            self._loop()
+            return 0
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+        self.queue.put(None)  # wake the loop
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, frame):  # noqa: ARG001
+            log.info("event=signal signal=%s", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _make_sensor(self):
+        sink = self.queue.put
+        if self._sensor_factory is not None:
+            return self._sensor_factory(self.trees, sink)
+        from nocry.sensor import FanotifySensor
+
+        return FanotifySensor(
+            self.trees,
+            sink,
+            exclude_prefixes=[os.fsencode(self.home.root)],
+            watch_reads=self.config.sensor.watch_reads,
+            unlimited_queue=self.config.sensor.unlimited_queue,
+            ignore_pids=(os.getpid(),),
+        )
+
+    def _shutdown(self) -> None:
+        was = self.state
+        self.state = "stopping"
+        if self.sensor is not None:
+            try:
+                self.sensor.stop()
+            except Exception:  # noqa: BLE001 - shutdown must go on
+                log.exception("event=sensor_stop_failed")
+            # capture what the sensor delivered before it stopped
+            if self.vault is not None and was == "protecting" and not self.paused:
+                try:
+                    self._drain_queue(block=False)
+                    self._capture_due(everything=True)
+                except Exception:  # noqa: BLE001
+                    log.exception("event=final_capture_failed")
+        if self.control is not None:
+            self.control.stop()
+        self.state = "stopped"
+        self._write_status()
+        if self.vault is not None:
+            self.vault.close()
+        if was in ("protecting", "baselining"):
+            # a stop leaves files unprotected: that is an alarm, even when asked for
+            msg = "nocry stopped: protected trees are no longer watched"
+            log.warning("event=stopped alarm=1 trees=%s", [os.fsdecode(t) for t in self.trees])
+            self.home.alert("stopped", msg, trees=[os.fsdecode(t) for t in self.trees])
+        self.home.release_daemon_lock()
+
+    # -- the capture loop -----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self.stop_requested.is_set():
+            timeout = self._next_timeout()
+            self._drain_queue(block=True, timeout=timeout)
+            if self.stop_requested.is_set():
+                break
+            self._check_space()
+            if self._rescan_needed and not self.paused:
+                self._scan_all(reason="rescan")
+            self._capture_due()
+            now = time.monotonic()
+            if now - self._last_status >= _STATUS_EVERY_S:
+                self._write_status()
+                sdnotify.notify("WATCHDOG=1")
+
+    def _next_timeout(self) -> float:
+        if self._heap:
+            wait = (self._heap[0][0] - time.monotonic_ns()) / 1e9
+            return min(max(wait, 0.0), _STATUS_EVERY_S)
+        return _STATUS_EVERY_S
+
+    def _drain_queue(self, *, block: bool, timeout: float = 0.0) -> None:
+        try:
+            item = self.queue.get(block=block, timeout=timeout) if block else self.queue.get_nowait()
+        except queue.Empty:
+            return
+        deadline = time.monotonic() + 0.05
+        syncs: list[SyncRequest] = []
+        while True:
+            if item is None:
+                pass
+            elif isinstance(item, SyncRequest):
+                syncs.append(item)
+            elif isinstance(item, list):
+                self._handle_events(item)
+            else:
+                self._handle_events([item])
+            if time.monotonic() > deadline and not syncs:
+                break
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+        for req in syncs:
+            if req.rescan:
+                self._rescan_needed = True
+            if self._rescan_needed and not self.paused:
+                self._scan_all(reason="rescan")
+            self._capture_due(everything=True)
+            self._write_status()
+            req.done.set()
+
+    def _handle_events(self, events: list) -> None:
+        now = time.monotonic_ns()
+        for ev in events:
+            self.events_seen += 1
+            if isinstance(ev, Overflow):
+                self.overflows_seen += 1
+                self._rescan_needed = True
+                log.warning("event=overflow reason=%s action=rescan", ev.reason)
+                self.home.alert("overflow", "events were lost; the protected trees will be rescanned", reason=ev.reason)
+                continue
+            if not isinstance(ev, FileEvent):
+                continue
+            ops = ev.ops
+            if not ops & (Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE | Op.ATTRIB | Op.DELETE_SELF):
+                continue  # reads: for the detector, not for capture
+            if self.paused:
+                self._rescan_needed = True
+                continue
+            if ops & Op.RENAME and ev.old_path is not None:
+                self._immediate_rename(ev)
+                continue
+            if ev.is_dir and ops & (Op.DELETE | Op.DELETE_SELF):
+                self._immediate_dir_gone(ev.path, ev.subject)
+                self._schedule_parent(ev.path, now)
+                continue
+            if self.excluded(ev.path):
+                continue
+            content = bool(ops & _CONTENT_OPS)
+            if ops & (Op.DELETE | Op.DELETE_SELF):
+                due = now
+            elif ops & Op.CLOSE_WRITE or (ops & Op.CREATE and ev.is_dir):
+                due = now + self.cap.debounce_ms * 1_000_000
+            elif ops & Op.MODIFY or ops & Op.CREATE:
+                # still being written: wait for close-write, but not forever
+                due = now + self.cap.max_delay_ms * 1_000_000
+            else:
+                due = now + self.cap.debounce_ms * 1_000_000
+            self._schedule(ev.path, due, now, content, ev.subject)
+            if ops & (Op.CREATE | Op.DELETE | Op.DELETE_SELF):
+                self._schedule_parent(ev.path, now)
+            if ev.is_dir and ops & Op.CREATE:
+                self._schedule_subtree(ev.path, now, ev.subject)
+
+    def _schedule(self, path: bytes, due_ns: int, now_ns: int, content: bool, subject: Subject | None) -> None:
+        p = self._pending.get(path)
+        if p is None:
+            self._gen += 1
+            p = _Pending(due_ns=due_ns, first_ns=now_ns, content=content, subject=subject, gen=self._gen)
+            self._pending[path] = p
+            heapq.heappush(self._heap, (due_ns, p.gen, path))
+            return
+        p.content = p.content or content
+        if subject is not None and (content or p.subject is None):
+            p.subject = subject
+        latest_allowed = p.first_ns + self.cap.max_delay_ms * 1_000_000
+        new_due = min(max(due_ns, p.due_ns if due_ns > now_ns else due_ns), latest_allowed)
+        if new_due != p.due_ns:
+            p.due_ns = new_due
+            self._gen += 1
+            p.gen = self._gen
+            heapq.heappush(self._heap, (new_due, p.gen, path))
+
+    def _schedule_parent(self, path: bytes, now_ns: int) -> None:
+        parent = path.rsplit(b"/", 1)[0] or b"/"
+        if self._in_trees(parent):
+            self._schedule(parent, now_ns + self.cap.debounce_ms * 1_000_000, now_ns, False, None)
+
+    def _schedule_subtree(self, path: bytes, now_ns: int, subject: Subject | None) -> None:
+        # a directory that appears with content (mkdir -p then fast writes, or moved in from outside)
+        report = ScanReport(tree=path)
+        for p, _st in walk_tree(path, self.excluded, report):
+            if p != path:
+                self._schedule(p, now_ns + self.cap.debounce_ms * 1_000_000, now_ns, True, subject)
+
+    def _in_trees(self, path: bytes) -> bool:
+        return any(path == t or path.startswith(t + b"/") for t in self.trees)
+
+    # -- immediate work: renames and directory removals ---------------------------------------------
+
+    def _immediate_rename(self, ev: FileEvent) -> None:
+        assert self.vault is not None
+        old, new = ev.old_path, ev.path
+        assert old is not None
+        now = time.monotonic_ns()
+        old_in, new_in = self._in_trees(old) and not self.excluded(old), self._in_trees(new) and not self.excluded(new)
+        # what was pending at the old place now lives at the new one
+        moved = [p for p in self._pending if p == old or p.startswith(old + b"/")]
+        for p in moved:
+            pend = self._pending.pop(p)
+            if new_in:
+                self._schedule(new + p[len(old) :], now, now, pend.content, pend.subject)
+        try:
+            with self.vault.batch() as batch:
+                t = time.time_ns()
+                if old_in:
+                    for rec in list(self.vault.latest_under(old)):
+                        if not rec.exists:
+                            continue
+                        dest = new + rec.path[len(old) :] if new_in else None
+                        batch.add(tombstone(rec.path, t, ev.subject, "event", renamed_to=dest))
+                        self.tombstones_stored += 1
+                if new_in:
+                    self._capture_renamed_in(batch, old if old_in else None, new, ev.subject, t)
+        except VaultFull as exc:
+            self._vault_full(exc)
+            return
+        if old_in:
+            self._schedule_parent(old, now)
+        if new_in:
+            self._schedule_parent(new, now)
+
+    def _capture_renamed_in(self, batch, old: bytes | None, new: bytes, subject: Subject | None, t: int) -> None:
+        assert self.vault is not None
+        report = ScanReport(tree=new)
+        for path, _st in walk_tree(new, self.excluded, report):
+            src = old + path[len(new) :] if old is not None else None
+            prev_src = self.vault.latest(src) if src is not None else None
+            prev = prev_src if prev_src is not None and prev_src.exists else self.vault.latest(path)
+            try:
+                rec = snapshot(
+                    batch,
+                    path,
+                    prev,
+                    t,
+                    subject=subject,
+                    reason="event",
+                    content_may_have_changed=path in self._pending,
+                    renamed_from=src,
+                    max_file_bytes=self.cap.max_file_bytes,
+                    force=True,
+                )
+            except ChangedWhileRead:
+                self._schedule(path, time.monotonic_ns() + int(_RETRY_CHANGED_S * 1e9), time.monotonic_ns(), True, subject)
+                continue
+            except Unreadable as exc:
+                self._warn_unreadable(path, str(exc))
+                continue
+            if rec is not None:
+                self.versions_stored += 1
+
+    def _immediate_dir_gone(self, path: bytes, subject: Subject | None) -> None:
+        assert self.vault is not None
+        for p in [p for p in self._pending if p == path or p.startswith(path + b"/")]:
+            del self._pending[p]
+        try:
+            with self.vault.batch() as batch:
+                t = time.time_ns()
+                for rec in list(self.vault.latest_under(path)):
+                    if rec.exists and not os.path.lexists(rec.path):
+                        batch.add(tombstone(rec.path, t, subject, "event"))
+                        self.tombstones_stored += 1
+        except VaultFull as exc:
+            self._vault_full(exc)
+
+    # -- capture ------------------------------------------------------------------------------------
+
+    def _capture_due(self, everything: bool = False) -> None:
+        if self.paused or self.vault is None:
+            return
+        now = time.monotonic_ns()
+        due: list[tuple[bytes, _Pending]] = []
+        while self._heap and (everything or self._heap[0][0] <= now):
+            _, gen, path = heapq.heappop(self._heap)
+            p = self._pending.get(path)
+            if p is None or p.gen != gen:
+                continue  # superseded by a later schedule
+            del self._pending[path]
+            due.append((path, p))
+        for i in range(0, len(due), self.cap.batch_max_files):
+            self._capture_batch(due[i : i + self.cap.batch_max_files])
+            if self.paused:
+                return
+
+    def _capture_batch(self, items: list[tuple[bytes, _Pending]]) -> None:
+        assert self.vault is not None
+        retry: list[tuple[bytes, _Pending]] = []
+        try:
+            with self.vault.batch() as batch:
+                for path, p in items:
+                    prev = self.vault.latest(path)
+                    try:
+                        rec = snapshot(
+                            batch,
+                            path,
+                            prev,
+                            time.time_ns(),
+                            subject=p.subject,
+                            reason="event",
+                            content_may_have_changed=p.content,
+                            max_file_bytes=self.cap.max_file_bytes,
+                        )
+                    except ChangedWhileRead:
+                        retry.append((path, p))
+                        continue
+                    except Unreadable as exc:
+                        self._warn_unreadable(path, str(exc))
+                        continue
+                    if rec is not None:
+                        if rec.exists:
+                            self.versions_stored += 1
+                        else:
+                            self.tombstones_stored += 1
+        except VaultFull as exc:
+            self._vault_full(exc)
+            return
+        except OSError as exc:
+            self.capture_errors += 1
+            self.last_error = f"capture failed: {exc}"
+            log.error("event=capture_failed error=%r action=rescan", str(exc))
+            self._rescan_needed = True
+            return
+        now = time.monotonic_ns()
+        for path, p in retry:
+            self._schedule(path, now + int(_RETRY_CHANGED_S * 1e9), now, True, p.subject)
+
+    def _warn_unreadable(self, path: bytes, why: str) -> None:
+        self.unreadable += 1
+        log.warning("event=unreadable path=%r reason=%r", path, why)
+
+    def _scan_all(self, reason: str) -> None:
+        assert self.vault is not None
+        self._rescan_needed = False
+        self.last_scan = []
+        for tree in self.trees:
+            try:
+                rep = rescan_tree(
+                    self.vault,
+                    tree,
+                    self.excluded,
+                    reason=reason,
+                    batch_max_files=self.cap.batch_max_files,
+                    max_file_bytes=self.cap.max_file_bytes,
+                    should_stop=self.stop_requested.is_set,
+                )
+            except VaultFull as exc:
+                self._vault_full(exc)
+                return
+            self.rescans += 1
+            self.versions_stored += rep.stored
+            self.tombstones_stored += rep.tombstoned
+            for path, why in rep.unreadable:
+                self._warn_unreadable(path, why)
+            now = time.monotonic_ns()
+            for path in rep.retry:
+                self._schedule(path, now + int(_RETRY_CHANGED_S * 1e9), now, True, None)
+            self.last_scan.append(
+                {"tree": os.fsdecode(tree), "reason": reason, "seen": rep.seen, "stored": rep.stored, "tombstoned": rep.tombstoned, "unreadable": len(rep.unreadable), "seconds": round(rep.seconds, 3)}
+            )
+            log.info("event=scan reason=%s tree=%r seen=%d stored=%d tombstoned=%d unreadable=%d seconds=%.2f", reason, tree, rep.seen, rep.stored, rep.tombstoned, len(rep.unreadable), rep.seconds)
+
+    # -- disk space ------------------------------------------------------------------------------
+
+    def _vault_full(self, exc: Exception) -> None:
+        assert self.vault is not None
+        if not self.paused:
+            self.paused = "vault_full"
+            msg = f"the vault's disk is full: capture paused ({exc}); free space in {self.home.vault_dir}"
+            log.critical("event=vault_full alarm=1 action=pause_capture")
+            self.home.alert("vault_full", msg, vault=str(self.home.vault_dir))
+            self.vault.release_reserve()
+        self._pending.clear()
+        self._heap.clear()
+        self._rescan_needed = True
+        self._write_status()
+
+    def _check_space(self) -> None:
+        assert self.vault is not None
+        now = time.monotonic()
+        if now - self._last_full_check < (_FULL_CHECK_EVERY_S if self.paused else 0.5):
+            return
+        self._last_full_check = now
+        free = self.vault.free_bytes()
+        low = self.config.vault.min_free_mib << 20
+        if self.paused:
+            if free >= low + (self.config.vault.reserve_mib << 20) and self.vault.restore_reserve():
+                log.warning("event=vault_space_back action=resume_capture free=%d", free)
+                self.home.alert("vault_space_back", "space is back: capture resumed, trees rescanned")
+                self.paused = None
+                self._rescan_needed = True
+        elif free < low:
+            self._vault_full(VaultFull(f"only {free >> 20} MiB free, below vault.min_free_mib={self.config.vault.min_free_mib}"))
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        s = self.sensor
+        return {
+            "state": self.state,
+            "pid": os.getpid(),
+            "mode": self.config.mode,
+            "trees": [os.fsdecode(t) for t in self.trees],
+            "started_at": self.started_at,
+            # events about the trees; kernel_events also counts the rest of each marked filesystem
+            "events_total": self.events_seen,
+            "kernel_events": getattr(s, "events_total", self.events_seen) if s else 0,
+            "overflows": getattr(s, "overflows", self.overflows_seen) if s else self.overflows_seen,
+            "pending": len(self._pending),
+            "queued": self.queue.qsize(),
+            "versions_stored": self.versions_stored,
+            "tombstones_stored": self.tombstones_stored,
+            "unreadable": self.unreadable,
+            "rescans": self.rescans,
+            "capture_paused": self.paused,
+            "last_error": self.last_error,
+            "last_scan": self.last_scan,
+            "updated_at": time.time(),
+        }
+
+    def _write_status(self) -> None:
+        self._last_status = time.monotonic()
+        try:
+            self.home.write_status(self.status())
+        except OSError as exc:  # a full disk must not stop the daemon
+            log.warning("event=status_write_failed error=%r", str(exc))
