@@ -18,7 +18,10 @@ from typing import Any, get_type_hints
 
 from nocry.errors import ConfigError
 
-__all__ = ["Config", "SensorConfig", "CaptureConfig", "VaultConfig", "RetentionConfig", "load_config", "DEFAULT_TOML"]
+__all__ = [
+    "Config", "SensorConfig", "CaptureConfig", "VaultConfig", "RetentionConfig", "DetectConfig", "RespondConfig",
+    "CanaryConfig", "load_config", "DEFAULT_TOML",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,71 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class DetectConfig:
+    """Weights of indicators (points added to an actor's score) and the thresholds of a verdict.
+    An actor's score decays with ``half_life_s`` so that slow attacks still add up while
+    occasional odd events of ordinary work fade away."""
+
+    #: an actor is judged hostile when its score reaches this ...
+    threshold: float = 10.0
+    #: ... and it damaged at least this many distinct objects (one odd file is never enough)
+    min_objects: int = 2
+    half_life_s: int = 900
+    # content indicators (new version compared with the previous one)
+    w_type_lost: float = 5.0
+    w_random_rewrite: float = 4.0
+    w_partial_encryption: float = 5.0
+    w_header_rewrite: float = 4.0
+    w_encoded: float = 5.0
+    w_zero_fill: float = 5.0
+    w_truncate: float = 4.0
+    w_content_replaced: float = 1.5
+    w_random_new_file: float = 2.0
+    # namespace indicators
+    w_rename_new_ext: float = 3.0
+    w_replace_original: float = 4.0
+    w_ransom_note: float = 6.0
+    w_delete_document: float = 2.5
+    w_delete_other: float = 0.5
+    w_canary: float = 100.0
+    #: distinct directories damaged by one actor before the breadth bonus applies
+    breadth_dirs: int = 3
+    w_breadth: float = 3.0
+    #: the same new file content in this many directories is a ransom note
+    note_dirs: int = 3
+    #: a new file and a deleted original count as a replacement within this window
+    replace_window_s: int = 60
+    #: extensions of documents (deleting them weighs more)
+    document_exts: tuple[str, ...] = (
+        "doc", "docx", "xls", "xlsx", "ppt", "pptx", "odt", "ods", "odp", "pdf", "rtf", "txt", "csv", "md",
+        "jpg", "jpeg", "png", "gif", "tif", "tiff", "heic", "eml", "msg", "pst", "sqlite", "db", "psd",
+        "dwg", "zip", "7z", "tar", "gz", "py", "c", "h", "java", "js", "go", "rs", "sql", "json", "xml",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RespondConfig:
+    #: never freeze or kill processes whose executable is one of these (full paths)
+    critical_exes: tuple[str, ...] = (
+        "/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/usr/sbin/sshd", "/usr/sbin/smbd", "/usr/sbin/nmbd",
+        "/usr/sbin/cron", "/usr/sbin/rsyslogd", "/usr/lib/systemd/systemd-journald", "/lib/systemd/systemd-journald",
+        "/usr/sbin/dbus-daemon", "/usr/bin/dbus-daemon", "/usr/sbin/init", "/sbin/init",
+    )  # fmt: skip
+    #: after freezing: "none" (wait for the operator), or "kill" (kill the frozen actor at once)
+    after_freeze: str = "none"
+    #: where quarantine cgroups are created ("auto": find the cgroup v2 mount)
+    cgroup_root: str = "auto"
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    #: plant decoy files in each protected tree; any write, rename or delete of one is strong evidence
+    enabled: bool = True
+    #: file names of the decoys, planted at the root of each tree
+    names: tuple[str, ...] = ("!Accounts-2025.xlsx", "!Passwords-backup.docx")
+
+
+@dataclass(frozen=True)
 class Config:
     #: observe (alert only) or enforce
     mode: str = "enforce"
@@ -78,6 +146,9 @@ class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    respond: RespondConfig = field(default_factory=RespondConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
     #: where the config came from (for messages)
     source: str = "<defaults>"
 
@@ -120,6 +191,45 @@ min_free_mib = 64
 [retention]
 keep_all_days = 14
 keep_daily_days = 90
+
+[detect]
+# An actor (process tree, session, uid) is judged hostile when its score reaches `threshold`
+# and it damaged at least `min_objects` distinct objects. Scores decay with `half_life_s`.
+threshold = 10.0
+min_objects = 2
+half_life_s = 900
+# content indicators: the new version compared with the previous one in the vault
+w_type_lost = 5.0            # e.g. a .docx that is no longer a zip
+w_random_rewrite = 4.0       # content became random/incompressible where it was not
+w_partial_encryption = 5.0   # some blocks turned random while the rest stayed (intermittent)
+w_header_rewrite = 4.0       # only the header changed, and to random bytes
+w_encoded = 5.0              # replaced by base64/hex-looking text
+w_zero_fill = 5.0            # overwritten with zeros or one repeated byte
+w_truncate = 4.0             # truncated to nothing
+w_content_replaced = 1.5     # same size and type, but every block different
+w_random_new_file = 2.0      # a new file of random content under an unknown extension
+# namespace indicators
+w_rename_new_ext = 3.0       # renamed to a new or unknown extension
+w_replace_original = 4.0     # a new file written and a similar original deleted
+w_ransom_note = 6.0          # the same new file in several directories
+w_delete_document = 2.5
+w_delete_other = 0.5
+w_canary = 100.0             # a decoy file was touched
+breadth_dirs = 3
+w_breadth = 3.0
+note_dirs = 3
+replace_window_s = 60
+
+[respond]
+# after freezing: "none" waits for the operator (nocry incident kill|release ID), "kill" kills
+after_freeze = "none"
+cgroup_root = "auto"
+# critical_exes = ["/usr/sbin/sshd", ...]   never frozen or killed (see nocry default-config)
+
+[canary]
+# plant decoy files at the root of each protected tree; touching one is strong evidence
+enabled = true
+names = ["!Accounts-2025.xlsx", "!Passwords-backup.docx"]
 """
 
 _SECTIONS = {
@@ -127,6 +237,9 @@ _SECTIONS = {
     "capture": CaptureConfig,
     "vault": VaultConfig,
     "retention": RetentionConfig,
+    "detect": DetectConfig,
+    "respond": RespondConfig,
+    "canary": CanaryConfig,
 }
 
 
@@ -151,6 +264,9 @@ def _check_value(name: str, want: Any, value: Any) -> Any:
         ok = isinstance(value, bool)
     elif want is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    elif want is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        value = float(value) if ok else value
     elif want is str:
         ok = isinstance(value, str)
     elif want == tuple[str, ...]:
@@ -159,7 +275,7 @@ def _check_value(name: str, want: Any, value: Any) -> Any:
     else:  # pragma: no cover - a new field type needs a case here
         raise AssertionError(f"unhandled config type {want} for {name}")
     if not ok:
-        kind = {bool: "true or false", int: "a non-negative integer", str: "a string"}.get(want, "a list of strings")
+        kind = {bool: "true or false", int: "a non-negative integer", float: "a non-negative number", str: "a string"}.get(want, "a list of strings")
         raise ValueError(f"{name} must be {kind}, not {value!r}")
     return value
 
@@ -200,6 +316,8 @@ def parse_config(text: str, where: str = "<config>") -> Config:
         raise ConfigError(f"{where}: vault.chunk_avg_kib must be between 1 and 4096")
     if not 1 <= v.compression_level <= 22:
         raise ConfigError(f"{where}: vault.compression_level must be between 1 and 22")
+    if cfg.respond.after_freeze not in ("none", "kill"):
+        raise ConfigError(f"{where}: respond.after_freeze must be 'none' or 'kill'")
     if v.pack_target_mib < 1:
         raise ConfigError(f"{where}: vault.pack_target_mib must be at least 1")
     return cfg.replace(source=where)

@@ -24,6 +24,7 @@ __all__ = [
     "Subject",
     "FileEvent",
     "Overflow",
+    "ProcessSeen",
     "Event",
     "event_to_record",
     "event_from_record",
@@ -132,6 +133,17 @@ class Overflow:
     reason: str = "queue_overflow"
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessSeen:
+    """A process the daemon learnt about (from fanotify's pidfd or the process table): lets the
+    detector, which never reads /proc itself, know who is whose parent. Recorded like events so
+    that a replay sees the same process tree."""
+
+    type: ClassVar[str] = "process"
+    time_ns: int
+    subject: Subject
+
+
 Event = FileEvent | Overflow
 
 
@@ -156,7 +168,7 @@ def path_from_json(rec: dict[str, Any], key: str = "path") -> bytes:
     return b"" if text is None else text.encode("utf-8")
 
 
-def event_to_record(ev: Event) -> dict[str, Any]:
+def event_to_record(ev: Event | ProcessSeen) -> dict[str, Any]:
     if isinstance(ev, FileEvent):
         rec: dict[str, Any] = {
             "v": SCHEMA_VERSION,
@@ -181,10 +193,12 @@ def event_to_record(ev: Event) -> dict[str, Any]:
             "trees": [path_to_json(t)["path"] for t in ev.trees],
             "trees_b64": [base64.b64encode(t).decode("ascii") for t in ev.trees],
         }
+    if isinstance(ev, ProcessSeen):
+        return {"v": SCHEMA_VERSION, "type": ev.type, "time_ns": ev.time_ns, "subject": ev.subject.to_record()}
     raise TypeError(f"not an event: {ev!r}")
 
 
-def event_from_record(rec: dict[str, Any]) -> Event:
+def event_from_record(rec: dict[str, Any]) -> Event | ProcessSeen:
     version = rec.get("v", 1)
     if version > SCHEMA_VERSION:
         raise ValueError(f"event schema version {version} is newer than this nocry ({SCHEMA_VERSION})")
@@ -210,4 +224,6 @@ def event_from_record(rec: dict[str, Any]) -> Event:
             trees=tuple(base64.b64decode(t) for t in rec.get("trees_b64", [])),
             reason=rec.get("reason", "queue_overflow"),
         )
+    if kind == ProcessSeen.type:
+        return ProcessSeen(time_ns=rec["time_ns"], subject=Subject.from_record(rec["subject"]))
     raise ValueError(f"unknown event type {kind!r}")

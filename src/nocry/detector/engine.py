@@ -1,0 +1,385 @@
+"""The detector: a pure, deterministic function of the record stream.
+
+    for record in stream:                      # FileEvent | ProcessSeen | ContentFeatures
+        indicators = evidence about this one record (content compared with the previous version,
+                     renames to new extensions, originals replaced, ransom notes, canaries, deletes)
+        for each actor of the record's subject  (the process, each ancestor, its session, its uid):
+            score = score * 2^(-dt / half_life) + weight      (time from the records, never a clock)
+        the lowest actor whose score >= threshold and that damaged >= min_objects objects
+            -> Verdict (actor, evidence, offending pids, objects changed since the first damage)
+
+Scoring every level of the process tree is what makes many cooperating workers, a fork per file,
+or a trusted tool driven from a shell loop add up: each short-lived process scores little, their
+common parent scores the sum. Choosing the lowest actor over the threshold freezes the smallest
+group that holds every offending subject. The detector never reads files, /proc or the clock; the
+same recording always gives the same verdicts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+
+from nocry.analyzer.model import ContentFeatures
+from nocry.config import DetectConfig
+from nocry.detector.model import ActorRef, Indicator, Verdict
+from nocry.events import CHANGE_OPS, FileEvent, Op, ProcessSeen, Subject
+
+__all__ = ["Detector", "extension", "KNOWN_EXTS"]
+
+#: extensions ordinary software produces; a rename *to* anything else is suspicious
+KNOWN_EXTS = frozenset(
+    """
+    doc docx docm dot dotx xls xlsx xlsm xlt ppt pptx pptm odt ods odp odg rtf txt csv tsv md rst tex pdf
+    jpg jpeg png gif bmp tif tiff webp heic svg ico psd raw cr2 nef mp3 wav flac ogg m4a aac mp4 m4v mkv
+    avi mov webm eml msg mbox pst ics vcf sqlite sqlite3 db dbf mdb accdb sql zip 7z rar tar gz tgz bz2
+    xz zst zstd lz4 lzma cab iso img dmg deb rpm jar war whl egg gpg pgp asc sig p7s key pem crt py pyc
+    pyo c h cc cpp hpp cxx o a so la lo obj exe dll class java js mjs ts tsx jsx go rs rb php pl pm sh bash
+    zsh fish bat ps1 lua r m swift kt kts scala cs fs vb html htm xhtml css scss less json jsonl xml yaml
+    yml toml ini cfg conf config properties env lock log out err tmp temp swp swo bak old orig rej diff
+    patch part partial crdownload download cache idx pack rev map min ttf otf woff woff2 eot
+    dwg dxf stl blend fbx kml gpx parquet feather avro orc npy npz pkl pickle h5 hdf5 mat ipynb
+    """.split()
+)
+
+_MAX_TOUCHED_PER_PID = 100_000
+_MAX_INDICATORS = 200
+_PRUNE_EVERY = 5000
+_MAX_CREATED = 200_000
+
+
+def extension(path: bytes) -> str:
+    name = path.rsplit(b"/", 1)[-1]
+    dot = name.rfind(b".")
+    if dot <= 0 or dot == len(name) - 1:
+        return ""
+    ext = name[dot + 1 :]
+    if len(ext) > 10:
+        return ""
+    try:
+        return ext.decode("ascii").lower()
+    except UnicodeDecodeError:
+        return ""
+
+
+def _dirname(path: bytes) -> bytes:
+    return path.rsplit(b"/", 1)[0]
+
+
+@dataclass
+class _Actor:
+    ref: ActorRef
+    score: float = 0.0
+    last_ns: int = 0
+    first_damage_ns: int = 0
+    damaged: dict[bytes, int] = field(default_factory=dict)
+    dirs: set[bytes] = field(default_factory=set)
+    pids: set[int] = field(default_factory=set)
+    indicators: list[Indicator] = field(default_factory=list)
+    breadth_given: bool = False
+    judged: bool = False
+
+
+class Detector:
+    def __init__(self, cfg: DetectConfig, *, canaries: frozenset[bytes] | set[bytes] = frozenset()):
+        self.cfg = cfg
+        self.canaries = frozenset(canaries)
+        self.documents = frozenset(cfg.document_exts)
+        self.procs: dict[int, Subject] = {}
+        self.actors: dict[tuple, _Actor] = {}
+        self.touched: dict[int, dict[bytes, int]] = {}  # pid -> path -> first change time
+        self.touched_last: dict[int, int] = {}
+        self.notes: dict[str, tuple[set[bytes], set[bytes]]] = {}  # content hash -> (dirs, paths)
+        self.recent_deletes: deque[tuple[int, int, bytes, int]] = deque()  # (time, size, path, pid)
+        self.recent_new: deque[tuple[int, int, bytes, int]] = deque()
+        self.created: dict[bytes, int] = {}  # path -> pid that created it (bounded, oldest dropped)
+        self.verdicts: list[Verdict] = []
+        self._n = 0
+        self.now_ns = 0
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def feed(self, record) -> list[Verdict]:
+        """Take one record; return the verdicts it caused (usually none)."""
+        self._n += 1
+        if self._n % _PRUNE_EVERY == 0:
+            self._prune()
+        if isinstance(record, ContentFeatures):
+            self.now_ns = max(self.now_ns, record.time_ns)
+            return self._features(record)
+        if isinstance(record, FileEvent):
+            self.now_ns = max(self.now_ns, record.time_ns)
+            return self._event(record)
+        if isinstance(record, ProcessSeen):
+            self._learn(record.subject)
+        return []
+
+    def feed_all(self, records) -> list[Verdict]:
+        out: list[Verdict] = []
+        for r in records:
+            out.extend(self.feed(r))
+        return out
+
+    def _learn(self, s: Subject | None) -> None:
+        if s is None or s.pid <= 0:
+            return
+        known = self.procs.get(s.pid)
+        if known is None or s.ppid or s.start_time != known.start_time:
+            if known is not None and not s.ppid and known.start_time == s.start_time:
+                return  # keep the richer record
+            self.procs[s.pid] = s
+
+    def lineage(self, pid: int) -> list[int]:
+        """pid, its parent, grandparent, ... (stops before pid 1, at unknown parents and cycles)."""
+        out: list[int] = []
+        seen: set[int] = set()
+        while pid > 1 and pid not in seen and len(out) < 64:
+            out.append(pid)
+            seen.add(pid)
+            s = self.procs.get(pid)
+            if s is None:
+                break
+            pid = s.ppid
+        return out
+
+    # -- file events: namespace evidence ----------------------------------------------------------
+
+    def _event(self, ev: FileEvent) -> list[Verdict]:
+        s = ev.subject
+        self._learn(s)
+        if not ev.ops & CHANGE_OPS or s is None or s.pid <= 0:
+            return []
+        pid = s.pid
+        self._touch(pid, ev.path, ev.time_ns)
+        if ev.old_path is not None:
+            self._touch(pid, ev.old_path, ev.time_ns)
+        if ev.ops & Op.CREATE and not ev.is_dir:
+            self._note_created(ev.path, pid)
+        if ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path in self.created:
+            self._note_created(ev.path, self.created[ev.old_path])
+        found: list[Indicator] = []
+        hit_canary = ev.path in self.canaries or (ev.old_path is not None and ev.old_path in self.canaries)
+        if hit_canary and ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path.rsplit(b"/", 1)[-1] == ev.path.rsplit(b"/", 1)[-1]:
+            hit_canary = False  # moved to another folder under its own name: reorganising, not damage
+        if hit_canary and ev.ops & (Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE):
+            found.append(Indicator("canary", self.cfg.w_canary, ev.old_path or ev.path, ev.time_ns, pid, f"decoy {ev.ops.names}"))
+        if ev.ops & Op.RENAME and ev.old_path is not None and not ev.is_dir:
+            old_ext, new_ext = extension(ev.old_path), extension(ev.path)
+            if new_ext != old_ext and new_ext and new_ext not in KNOWN_EXTS:
+                found.append(Indicator("rename_new_ext", self.cfg.w_rename_new_ext, ev.old_path, ev.time_ns, pid, f".{old_ext or '(none)'} -> .{new_ext}"))
+        return self._score(s, found, ev.time_ns)
+
+    def _touch(self, pid: int, path: bytes, t: int) -> None:
+        d = self.touched.get(pid)
+        if d is None:
+            d = self.touched[pid] = {}
+        if path not in d and len(d) < _MAX_TOUCHED_PER_PID:
+            d[path] = t
+        self.touched_last[pid] = t
+
+    # -- content evidence ------------------------------------------------------------------------
+
+    def _features(self, f: ContentFeatures) -> list[Verdict]:
+        pid = f.subject_pid
+        if pid <= 0:
+            return []
+        s = self.procs.get(pid) or Subject(pid=pid)
+        self._touch(pid, f.path, f.time_ns)
+        c = self.cfg
+        t = f.time_ns
+        found: list[Indicator] = []
+        doc = f.ext in self.documents
+        if f.path in self.canaries:
+            found.append(Indicator("canary", c.w_canary, f.path, t, pid, f"decoy {f.change}"))
+        if f.change == "deleted":
+            if f.prev_size:
+                w = c.w_delete_document if doc else c.w_delete_other
+                if self._created_by_same_actor(f.path, pid):
+                    w = 0.0  # removing what you made yourself (build outputs, temp files) is no damage
+                if w:
+                    found.append(Indicator("delete", w, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
+                match = self._match(self.recent_new, f.prev_size, pid, t)
+                if match is not None:
+                    found.append(Indicator("replace_original", c.w_replace_original, f.path, t, pid, f"original deleted after {os.fsdecode(match)} was written"))
+                self.recent_deletes.append((t, f.prev_size, f.path, pid))
+            return self._score(s, found, t)
+
+        random_now = f.entropy >= 7.5 and f.compress_ratio >= 0.95
+        if f.created or f.prev_size is None:
+            suspicious_new = random_now and (f.kind == "unknown" and (not f.ext or f.ext not in KNOWN_EXTS or f.kind_matches_ext is False))
+            if suspicious_new:
+                found.append(Indicator("random_new_file", c.w_random_new_file, f.path, t, pid, f"entropy {f.entropy:.2f}, unknown type, .{f.ext}"))
+                match = self._match(self.recent_deletes, f.size, pid, t)
+                if match is not None:
+                    found.append(Indicator("replace_original", c.w_replace_original, match, t, pid, f"replaced by {os.fsdecode(f.path)}"))
+                self.recent_new.append((t, f.size, f.path, pid))
+            if f.content_hash and f.kind == "text" and 0 < f.size <= 65536:
+                found.extend(self._ransom_note(f, pid))
+            return self._score(s, found, t)
+
+        # a new version of an existing object
+        prev_size = f.prev_size or 0
+        if prev_size > 0 and f.size == 0:
+            found.append(Indicator("truncate", c.w_truncate if doc else c.w_truncate / 8, f.path, t, pid, f"{prev_size} -> 0 bytes"))
+        elif (f.zero_fill or f.constant_fill) and prev_size > 0 and f.prev_kind not in ("zeros", "constant"):
+            found.append(Indicator("zero_fill", c.w_zero_fill, f.path, t, pid, f"{f.prev_kind} -> {'zeros' if f.zero_fill else 'one repeated byte'}"))
+        else:
+            if f.type_lost:
+                found.append(Indicator("type_lost", c.w_type_lost, f.path, t, pid, f".{f.ext}: {f.prev_kind} -> {f.kind}"))
+            if f.looks_encoded and f.prev_kind != f.kind:
+                found.append(Indicator("encoded", c.w_encoded, f.path, t, pid, f"{f.prev_kind} -> base64/hex-like text"))
+            prev_random = (f.prev_entropy or 0) >= 7.5 and (f.prev_compress_ratio or 0) >= 0.95
+            if random_now and not prev_random:
+                found.append(Indicator("random_rewrite", c.w_random_rewrite, f.path, t, pid, f"entropy {f.prev_entropy or 0:.2f} -> {f.entropy:.2f}, ratio {f.compress_ratio:.2f}"))
+            elif f.changed_blocks_random is not None and f.changed_blocks and f.changed_blocks_random >= 0.5:
+                if f.header_only_change:
+                    found.append(Indicator("header_rewrite", c.w_header_rewrite, f.path, t, pid, "header turned random, rest unchanged"))
+                else:
+                    found.append(Indicator("partial_encryption", c.w_partial_encryption, f.path, t, pid, f"{f.changed_blocks:.0%} of blocks changed, {f.changed_blocks_random:.0%} of them random"))
+            if not found and f.chunk_overlap == 0 and (f.changed_blocks or 0) >= 0.95 and f.kind == f.prev_kind and prev_size > 0:
+                found.append(Indicator("content_replaced", c.w_content_replaced, f.path, t, pid, f"same type ({f.kind}), every block different"))
+        return self._score(s, found, t)
+
+    def _ransom_note(self, f: ContentFeatures, pid: int) -> list[Indicator]:
+        dirs, paths = self.notes.setdefault(f.content_hash, (set(), set()))
+        dirs.add(_dirname(f.path))
+        paths.add(f.path)
+        if len(dirs) < self.cfg.note_dirs:
+            return []
+        # the note itself is damage to undo: every copy is one object
+        return [Indicator("ransom_note", self.cfg.w_ransom_note if len(dirs) == self.cfg.note_dirs else 1.0, f.path, f.time_ns, pid, f"same new file in {len(dirs)} directories")]
+
+    def _related(self, a: int, b: int) -> bool:
+        if a == b:
+            return True
+        la, lb = self.lineage(a), self.lineage(b)
+        if set(la) & set(lb):
+            return True
+        sa, sb = self.procs.get(a), self.procs.get(b)
+        return bool(sa and sb and sa.sid and sa.sid == sb.sid and sa.sid > 1)
+
+    def _match(self, recent: deque, size: int, pid: int, t: int) -> bytes | None:
+        window = self.cfg.replace_window_s * 1_000_000_000
+        while recent and recent[0][0] < t - window:
+            recent.popleft()
+        for i, (tt, sz, path, p) in enumerate(recent):
+            if abs(sz - size) <= max(4096, size // 10) and self._related(pid, p):
+                del recent[i]
+                return path
+        return None
+
+    def _created_by_same_actor(self, path: bytes, pid: int) -> bool:
+        creator = self.created.get(path)
+        return creator is not None and bool(set(self.lineage(creator) or [creator]) & set(self.lineage(pid) or [pid]))
+
+    def _note_created(self, path: bytes, pid: int) -> None:
+        if len(self.created) >= _MAX_CREATED:
+            self.created.pop(next(iter(self.created)))
+        self.created[path] = pid
+
+    # -- scoring -----------------------------------------------------------------------------------
+
+    def _actor_levels(self, s: Subject) -> list[tuple]:
+        keys: list[tuple] = []
+        for p in self.lineage(s.pid):
+            st = self.procs.get(p)
+            keys.append(("process", p, st.start_time if st else 0))
+        sub = self.procs.get(s.pid) or s
+        if sub.sid > 1:
+            keys.append(("session", sub.sid))
+        if sub.uid >= 0:
+            keys.append(("uid", sub.uid))
+        return keys
+
+    def _score(self, s: Subject, found: list[Indicator], t: int) -> list[Verdict]:
+        if not found:
+            return []
+        c = self.cfg
+        levels = self._actor_levels(s)
+        decided: list[Verdict] = []
+        chosen: tuple | None = None
+        for key in levels:
+            a = self.actors.get(key)
+            if a is None:
+                ref = ActorRef(kind=key[0], key=key[1], pid=key[1] if key[0] == "process" else 0, start_time=key[2] if key[0] == "process" else 0)
+                a = self.actors[key] = _Actor(ref=ref)
+            if a.last_ns:
+                a.score *= 2.0 ** (-(max(0, t - a.last_ns)) / (c.half_life_s * 1e9))
+            a.last_ns = t
+            for ind in found:
+                a.score += ind.weight
+                if ind.weight >= 1.0 and ind.name != "content_replaced" or ind.name == "canary":
+                    if ind.path not in a.damaged:
+                        a.damaged[ind.path] = ind.time_ns
+                    a.dirs.add(_dirname(ind.path))
+                if a.first_damage_ns == 0 or ind.time_ns < a.first_damage_ns:
+                    a.first_damage_ns = ind.time_ns
+                if len(a.indicators) < _MAX_INDICATORS:
+                    a.indicators.append(ind)
+            a.pids.add(s.pid)
+            if not a.breadth_given and len(a.dirs) >= c.breadth_dirs and a.score >= c.threshold / 3:
+                a.breadth_given = True
+                a.score += c.w_breadth
+                a.indicators.append(Indicator("breadth", c.w_breadth, found[0].path, t, s.pid, f"damage in {len(a.dirs)} directories"))
+            if chosen is None and not a.judged and a.score >= c.threshold and (len(a.damaged) >= c.min_objects or any(i.name == "canary" for i in a.indicators)):
+                chosen = key
+        if chosen is not None:
+            a = self.actors[chosen]
+            a.judged = True
+            # the same evidence counted for every actor above: they need no verdict of their own
+            above = levels[levels.index(chosen) + 1 :]
+            for key in above:
+                up = self.actors.get(key)
+                if up is not None:
+                    up.score = max(0.0, up.score - a.score)
+            v = Verdict(
+                actor=a.ref,
+                score=a.score,
+                detected_ns=t,
+                started_ns=a.first_damage_ns,
+                offending_pids=tuple(sorted(a.pids)),
+                objects=tuple(sorted(self.objects_of(a, since=a.first_damage_ns).items())),
+                indicators=tuple(a.indicators),
+            )
+            self.verdicts.append(v)
+            decided.append(v)
+        return decided
+
+    def objects_of(self, a: _Actor, since: int = 0) -> dict[bytes, int]:
+        """Every object the actor changed at or after ``since`` (path -> first change time)."""
+        out: dict[bytes, int] = {}
+        for pid, paths in self.touched.items():
+            if not self._pid_in_actor(pid, a.ref):
+                continue
+            for path, first in paths.items():
+                if first >= since and (path not in out or first < out[path]):
+                    out[path] = first
+        for path, first in a.damaged.items():
+            if path not in out or first < out[path]:
+                out[path] = first
+        return out
+
+    def _pid_in_actor(self, pid: int, ref: ActorRef) -> bool:
+        if ref.kind == "process":
+            return ref.pid in self.lineage(pid)
+        s = self.procs.get(pid)
+        if s is None:
+            return False
+        return (ref.kind == "session" and s.sid == ref.key) or (ref.kind == "uid" and s.uid == ref.key)
+
+    def actor_contains(self, ref: ActorRef, pid: int) -> bool:
+        return self._pid_in_actor(pid, ref)
+
+    # -- housekeeping ------------------------------------------------------------------------------
+
+    def _prune(self) -> None:
+        horizon = self.now_ns - 4 * self.cfg.half_life_s * 1_000_000_000
+        for key in [k for k, a in self.actors.items() if not a.judged and a.last_ns < horizon]:
+            del self.actors[key]
+        idle = self.now_ns - 600 * 1_000_000_000
+        for pid in [p for p, last in self.touched_last.items() if last < idle]:
+            self.touched.pop(pid, None)
+            self.touched_last.pop(pid, None)
+        if len(self.notes) > 10_000:
+            self.notes.clear()

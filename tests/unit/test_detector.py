@@ -1,0 +1,142 @@
+"""The detector is pure: hand-made streams in, verdicts out."""
+
+from __future__ import annotations
+
+from nocry.analyzer.model import ContentFeatures
+from nocry.config import DetectConfig
+from nocry.detector import Detector
+from nocry.events import FileEvent, Op, ProcessSeen, Subject
+
+S = 1_000_000_000
+SHELL = Subject(pid=100, start_time=5, exe=b"/bin/sh", comm="sh", uid=1000, ppid=50, sid=50)
+LOGIN = Subject(pid=50, start_time=1, exe=b"/bin/bash", comm="bash", uid=1000, ppid=1, sid=50)
+
+
+def proc(pid: int, parent: Subject = SHELL, exe: bytes = b"/usr/bin/openssl") -> Subject:
+    return Subject(pid=pid, start_time=pid * 10, exe=exe, comm=exe.rsplit(b"/", 1)[-1].decode(), uid=1000, ppid=parent.pid, sid=parent.sid)
+
+
+def encrypted(path: bytes, pid: int, t: int, *, kind="ooxml", ext="docx") -> ContentFeatures:
+    return ContentFeatures(
+        path=path, time_ns=t, subject_pid=pid, size=20_000, prev_size=20_000, ext=ext, kind="unknown", prev_kind=kind,
+        kind_matches_ext=False, type_lost=True, entropy=7.98, prev_entropy=7.6, compress_ratio=1.0, prev_compress_ratio=0.99,
+        chunk_overlap=0.0, changed_blocks=1.0, changed_blocks_random=0.0 if kind == "ooxml" else 1.0,
+    )  # fmt: skip
+
+
+def edited_text(path: bytes, pid: int, t: int) -> ContentFeatures:
+    return ContentFeatures(
+        path=path, time_ns=t, subject_pid=pid, size=5100, prev_size=5000, ext="txt", kind="text", prev_kind="text",
+        kind_matches_ext=True, entropy=4.5, prev_entropy=4.5, compress_ratio=0.4, prev_compress_ratio=0.4,
+        chunk_overlap=0.0, changed_blocks=0.5, changed_blocks_random=0.0,
+    )  # fmt: skip
+
+
+def base(det: Detector) -> None:
+    det.feed(ProcessSeen(time_ns=0, subject=LOGIN))
+    det.feed(ProcessSeen(time_ns=0, subject=SHELL))
+
+
+def test_in_place_encryption_by_one_process_is_judged_within_a_few_files():
+    det = Detector(DetectConfig())
+    base(det)
+    attacker = proc(200, exe=b"/usr/bin/python3")
+    det.feed(ProcessSeen(time_ns=0, subject=attacker))
+    verdicts = []
+    for i in range(10):
+        verdicts += det.feed(encrypted(b"/t/d%d/f%d.docx" % (i % 4, i), 200, (i + 1) * S // 10))
+        if verdicts:
+            break
+    assert len(verdicts) == 1
+    v = verdicts[0]
+    assert i + 1 <= 3, f"needed {i + 1} files"
+    assert v.actor.kind == "process" and v.actor.pid == 200
+    assert v.started_ns == S // 10
+    assert {p for p, _ in v.objects} >= {b"/t/d0/f0.docx", b"/t/d1/f1.docx"}
+    assert {i.name for i in v.indicators} <= {"type_lost", "breadth"}
+
+
+def test_a_process_per_file_adds_up_at_the_driving_shell():
+    det = Detector(DetectConfig())
+    base(det)
+    verdicts = []
+    for i in range(10):
+        p = proc(300 + i)
+        det.feed(ProcessSeen(time_ns=i * S, subject=p))
+        verdicts += det.feed(encrypted(b"/t/f%d.docx" % i, p.pid, i * S + 1))
+        if verdicts:
+            break
+    assert verdicts and verdicts[0].actor.pid == SHELL.pid
+    assert len(verdicts[0].offending_pids) == len(verdicts[0].objects) <= 3
+
+
+def test_ordinary_editing_and_one_compression_raise_nothing():
+    det = Detector(DetectConfig())
+    base(det)
+    editor = proc(400, exe=b"/usr/bin/vim")
+    gz = proc(401, exe=b"/usr/bin/gzip")
+    stream = [ProcessSeen(time_ns=0, subject=editor), ProcessSeen(time_ns=0, subject=gz)]
+    for i in range(50):
+        stream.append(edited_text(b"/t/notes%d.txt" % (i % 5), 400, i * S))
+    stream.append(FileEvent(ops=Op.CREATE | Op.CLOSE_WRITE, path=b"/t/big.csv.gz", time_ns=60 * S, subject=gz))
+    stream.append(ContentFeatures(path=b"/t/big.csv.gz", time_ns=60 * S, subject_pid=401, size=3000, ext="gz", kind="gzip", kind_matches_ext=True, entropy=7.9, compress_ratio=1.0, created=True))
+    stream.append(ContentFeatures(path=b"/t/big.csv", time_ns=61 * S, subject_pid=401, size=0, prev_size=30000, ext="csv", kind="deleted", change="deleted"))
+    assert det.feed_all(stream) == []
+
+
+def test_wannacry_style_new_files_deleted_originals_and_notes():
+    det = Detector(DetectConfig())
+    base(det)
+    w = proc(500, exe=b"/tmp/wcry")
+    det.feed(ProcessSeen(time_ns=0, subject=w))
+    verdicts = []
+    for i in range(6):
+        t = (i + 1) * S
+        d = b"/t/dir%d" % i
+        verdicts += det.feed(ContentFeatures(path=d + b"/a.docx.WNCRY", time_ns=t, subject_pid=500, size=20016, ext="wncry", kind="unknown", entropy=7.99, compress_ratio=1.0, created=True))
+        verdicts += det.feed(ContentFeatures(path=d + b"/a.docx", time_ns=t + 1, subject_pid=500, size=0, prev_size=20000, ext="docx", kind="deleted", change="deleted"))
+        verdicts += det.feed(ContentFeatures(path=d + b"/@Please_Read_Me@.txt", time_ns=t + 2, subject_pid=500, size=900, ext="txt", kind="text", entropy=4.4, compress_ratio=0.5, created=True, content_hash="ab" * 32))
+        if verdicts:
+            break
+    assert verdicts, "not detected"
+    assert i + 1 <= 3
+    names = {x.name for x in verdicts[0].indicators}
+    assert "replace_original" in names
+
+
+def test_canary_touch_is_judged_at_once():
+    det = Detector(DetectConfig(), canaries={b"/t/!Accounts-2025.xlsx"})
+    base(det)
+    p = proc(600, exe=b"/usr/bin/python3")
+    v = det.feed(FileEvent(ops=Op.MODIFY, path=b"/t/!Accounts-2025.xlsx", time_ns=S, subject=p))
+    assert v and v[0].actor.pid == 600 and v[0].indicators[0].name == "canary"
+    # moving a decoy to another folder under its own name is reorganising, not damage
+    det2 = Detector(DetectConfig(), canaries={b"/t/!Accounts-2025.xlsx"})
+    assert det2.feed(FileEvent(ops=Op.RENAME, old_path=b"/t/!Accounts-2025.xlsx", path=b"/t/old/!Accounts-2025.xlsx", time_ns=S, subject=p)) == []
+
+
+def test_replays_give_the_same_verdicts():
+    def run():
+        det = Detector(DetectConfig())
+        base(det)
+        out = []
+        for i in range(8):
+            p = proc(700 + i)
+            out += det.feed(ProcessSeen(time_ns=i * S, subject=p))
+            out += det.feed(encrypted(b"/t/x%d.docx" % i, p.pid, i * S + 5))
+        return [v.to_record() for v in out]
+
+    assert run() == run() != []
+
+
+def test_deleting_what_you_created_is_no_damage():
+    det = Detector(DetectConfig())
+    base(det)
+    cc = proc(800, exe=b"/usr/bin/cc")
+    rm = proc(801, exe=b"/usr/bin/rm")
+    out = []
+    for i in range(200):
+        out += det.feed(FileEvent(ops=Op.CREATE | Op.CLOSE_WRITE, path=b"/t/build/o%d.o" % i, time_ns=i, subject=cc))
+    for i in range(200):
+        out += det.feed(ContentFeatures(path=b"/t/build/o%d.o" % i, time_ns=10 * S + i, subject_pid=801, size=0, prev_size=4000, ext="o", kind="deleted", change="deleted"))
+    assert out == []
