@@ -1,0 +1,97 @@
+"""What the responder needs to know about live processes, read from /proc at the moment it acts.
+
+    snapshot = ProcSnapshot.take()       # pid -> (ppid, start_time, exe, flags) for every process
+    snapshot.descendants(root)           # the alive subtree
+    is_protected(pid)                    # pid 1, kernel threads, nocry and its ancestors, critical exes
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["ProcSnapshot", "ProcEntry", "read_stat"]
+
+_PF_KTHREAD = 0x00200000
+
+
+@dataclass(frozen=True, slots=True)
+class ProcEntry:
+    pid: int
+    ppid: int
+    start_time: int
+    flags: int
+    sid: int
+    uid: int
+    exe: bytes
+    comm: str
+
+    @property
+    def kernel_thread(self) -> bool:
+        return bool(self.flags & _PF_KTHREAD) or self.pid == 2 or self.ppid == 2
+
+
+def read_stat(pid: int) -> ProcEntry | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split at the last ')'
+    lp, rp = data.find(b"("), data.rfind(b")")
+    comm = data[lp + 1 : rp].decode("utf-8", "replace")
+    fields = data[rp + 2 :].split()
+    try:
+        ppid, sid, flags, start = int(fields[1]), int(fields[3]), int(fields[6]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe".encode())
+    except OSError:
+        exe = b""
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        uid = -1
+    return ProcEntry(pid=pid, ppid=ppid, start_time=start, flags=flags, sid=sid, uid=uid, exe=exe, comm=comm)
+
+
+class ProcSnapshot:
+    def __init__(self, entries: dict[int, ProcEntry]):
+        self.entries = entries
+        self.children: dict[int, list[int]] = {}
+        for e in entries.values():
+            self.children.setdefault(e.ppid, []).append(e.pid)
+
+    @classmethod
+    def take(cls) -> ProcSnapshot:
+        entries: dict[int, ProcEntry] = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                e = read_stat(int(name))
+                if e is not None:
+                    entries[e.pid] = e
+        return cls(entries)
+
+    def descendants(self, root: int) -> list[int]:
+        out: list[int] = []
+        stack = [root]
+        seen = {root}
+        while stack:
+            p = stack.pop()
+            for c in self.children.get(p, ()):
+                if c not in seen:
+                    seen.add(c)
+                    out.append(c)
+                    stack.append(c)
+        return out
+
+    def ancestors(self, pid: int) -> list[int]:
+        out: list[int] = []
+        seen = {pid}
+        e = self.entries.get(pid)
+        while e is not None and e.ppid > 0 and e.ppid not in seen:
+            out.append(e.ppid)
+            seen.add(e.ppid)
+            e = self.entries.get(e.ppid)
+        return out
