@@ -116,6 +116,19 @@ class ControlServer:
             if not sync.done.wait(max(0.0, deadline - time.monotonic())):
                 return {"ok": False, "error": f"capture did not catch up within {timeout:g} s"}
             return {"ok": True, "status": d.status()}
+        if cmd in ("incident", "exempt"):
+            from nocry.daemon import ActionRequest
+
+            if cmd == "exempt":
+                action = ActionRequest(action="exempt", incident=int(req["pid"]))
+            else:
+                action = ActionRequest(action=str(req["action"]), incident=int(req["id"]))
+            d.queue.put(action)
+            if not action.done.wait(30.0):
+                return {"ok": False, "error": "the daemon did not carry out the action within 30 s"}
+            if action.error:
+                return {"ok": False, "error": action.error}
+            return {"ok": True, "result": action.result}
         if cmd == "stop":
             d.stop()
             return {"ok": True}

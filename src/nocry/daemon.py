@@ -54,6 +54,18 @@ class SyncRequest:
 
 
 @dataclass
+class ActionRequest:
+    """An operator's action on an incident (kill, release), carried out by the capture loop so
+    that the responder and the incident store are only ever used from one thread."""
+
+    action: str
+    incident: int
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
 class _Pending:
     due_ns: int
     first_ns: int
@@ -70,6 +82,7 @@ class Daemon:
         config: Config,
         *,
         sensor_factory: Callable[..., Any] | None = None,
+        record_path: str | None = None,
     ):
         self.home = home
         self.trees = list(trees)
@@ -77,6 +90,10 @@ class Daemon:
         self.cap = config.capture
         self.excluded = Excluder(self.trees, config.capture.exclude, prefixes=[os.fsencode(home.root)])
         self._sensor_factory = sensor_factory
+        self.record_path = record_path
+        self.recorder: Any = None
+        self.defence: Any = None
+        self.process_table: Any = None
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.state = "starting"
         self.started_at = time.time()
@@ -111,6 +128,7 @@ class Daemon:
         self.home.acquire_daemon_lock()
         try:
             self.vault = Vault(self.home.vault_dir, self.config.vault, create=True)
+            self._start_defence()
             self.sensor = self._make_sensor()
             self.control = ControlServer(self.home.socket_path, self)
             self.control.start()
@@ -139,6 +157,24 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def _start_defence(self) -> None:
+        from nocry.defence import Defence, plant_canaries
+
+        plant_canaries(self.home, self.config, self.trees)
+        try:
+            from nocry.sensor.proctrack import ProcessTable
+
+            table = ProcessTable()
+            table.start()
+            self.process_table = table
+        except (ImportError, OSError) as exc:
+            log.warning("event=process_table_unavailable error=%r effect=short_lived_processes_lose_their_parent", str(exc))
+        if self.record_path:
+            from nocry.sensor.record import Recorder
+
+            self.recorder = Recorder(self.record_path)
+        self.defence = Defence(self.home, self.config, self.trees, recorder=self.recorder, process_table=self.process_table)
 
     def _make_sensor(self):
         sink = self.queue.put
@@ -172,6 +208,12 @@ class Daemon:
                     log.exception("event=final_capture_failed")
         if self.control is not None:
             self.control.stop()
+        if self.process_table is not None:
+            self.process_table.stop()
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.defence is not None:
+            self.defence.close()
         self.state = "stopped"
         self._write_status()
         if self.vault is not None:
@@ -218,6 +260,8 @@ class Daemon:
                 pass
             elif isinstance(item, SyncRequest):
                 syncs.append(item)
+            elif isinstance(item, ActionRequest):
+                self._incident_action(item)
             elif isinstance(item, list):
                 self._handle_events(item)
             else:
@@ -237,7 +281,24 @@ class Daemon:
             self._write_status()
             req.done.set()
 
+    def _incident_action(self, req: ActionRequest) -> None:
+        try:
+            if req.action == "kill":
+                req.result = self.defence.kill(req.incident)
+            elif req.action == "release":
+                req.result = self.defence.release(req.incident)
+            elif req.action == "exempt":
+                self.defence.exempt(req.incident)
+                req.result = {"exempt": req.incident}
+            else:
+                req.error = f"unknown action {req.action!r}"
+        except Exception as exc:  # noqa: BLE001 - reported to the operator
+            req.error = str(exc)
+        req.done.set()
+
     def _handle_events(self, events: list) -> None:
+        if self.defence is not None:
+            self.defence.on_events(events)
         now = time.monotonic_ns()
         for ev in events:
             self.events_seen += 1
@@ -381,15 +442,21 @@ class Daemon:
         assert self.vault is not None
         for p in [p for p in self._pending if p == path or p.startswith(path + b"/")]:
             del self._pending[p]
+        stored: list = []
         try:
             with self.vault.batch() as batch:
                 t = time.time_ns()
                 for rec in list(self.vault.latest_under(path)):
                     if rec.exists and not os.path.lexists(rec.path):
-                        batch.add(tombstone(rec.path, t, subject, "event"))
+                        tomb = tombstone(rec.path, t, subject, "event")
+                        batch.add(tomb)
+                        stored.append((tomb, rec))
                         self.tombstones_stored += 1
         except VaultFull as exc:
             self._vault_full(exc)
+            return
+        if self.defence is not None and stored:
+            self.defence.on_versions(stored, self.vault)
 
     # -- capture ------------------------------------------------------------------------------------
 
@@ -413,6 +480,7 @@ class Daemon:
     def _capture_batch(self, items: list[tuple[bytes, _Pending]]) -> None:
         assert self.vault is not None
         retry: list[tuple[bytes, _Pending]] = []
+        stored: list = []
         try:
             with self.vault.batch() as batch:
                 for path, p in items:
@@ -435,6 +503,7 @@ class Daemon:
                         self._warn_unreadable(path, str(exc))
                         continue
                     if rec is not None:
+                        stored.append((rec, prev))
                         if rec.exists:
                             self.versions_stored += 1
                         else:
@@ -451,6 +520,8 @@ class Daemon:
         now = time.monotonic_ns()
         for path, p in retry:
             self._schedule(path, now + int(_RETRY_CHANGED_S * 1e9), now, True, p.subject)
+        if self.defence is not None and stored:
+            self.defence.on_versions(stored, self.vault)
 
     def _warn_unreadable(self, path: bytes, why: str) -> None:
         self.unreadable += 1
@@ -542,6 +613,7 @@ class Daemon:
             "capture_paused": self.paused,
             "last_error": self.last_error,
             "last_scan": self.last_scan,
+            "detection": self.defence.stats() if self.defence is not None else None,
             "updated_at": time.time(),
         }
 

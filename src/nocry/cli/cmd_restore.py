@@ -6,6 +6,7 @@ import os
 import time
 
 from nocry.capture.scan import Excluder
+from nocry.cli.cmd_incidents import _exempt_self
 from nocry.cli.cmd_status import open_vault
 from nocry.errors import EXIT_WARNINGS, RestoreFailed
 from nocry.home import Home
@@ -45,6 +46,7 @@ def run_restore(args, printer) -> int:
 
             printer.emit(rec, render_plan)
             return EXIT_WARNINGS if plan.warnings else 0
+        _exempt_self(home)
         report = apply_plan(vault, plan)
     finally:
         vault.close()

@@ -28,7 +28,7 @@ from nocry.errors import UserError
 from nocry.events import path_to_json
 from nocry.vault.model import FTYPE_DIR, FTYPE_FILE, FTYPE_OTHER, FTYPE_SYMLINK, VersionRecord, ftype_of_mode
 
-__all__ = ["PlanItem", "Plan", "make_plan", "hash_file", "metadata_matches"]
+__all__ = ["PlanItem", "Plan", "make_plan", "make_plan_at", "hash_file", "metadata_matches"]
 
 WRITE = "write"  # create or replace a regular file's content
 MKDIR = "mkdir"
@@ -72,6 +72,8 @@ class Plan:
     #: what the target state says about every object (for verification)
     target: dict[bytes, VersionRecord] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: missing ancestors already planned (several roots may share them)
+    mkdirs: set[bytes] = field(default_factory=set)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -137,23 +139,33 @@ def normalise(path: bytes | str) -> bytes:
 
 
 def make_plan(vault, paths: Sequence[bytes], at_ns: int, excluded: Callable[[bytes], bool] = lambda p: False) -> Plan:
-    roots = sorted({normalise(p) for p in paths})
-    # a root inside another root is covered by it
+    """Everything under ``paths`` back to its state at ``at_ns``."""
+    return make_plan_at(vault, [(p, at_ns) for p in paths], excluded)
+
+
+def make_plan_at(vault, roots_at: Sequence[tuple[bytes, int]], excluded: Callable[[bytes], bool] = lambda p: False, *, unknown_ok: bool = False) -> Plan:
+    """Each path back to its own moment (an incident: each object to just before the attacker
+    first touched it). A path inside another listed path is covered by the outer one."""
+    times: dict[bytes, int] = {}
+    for p, t in roots_at:
+        n = normalise(p)
+        times[n] = min(t, times.get(n, t))
+    roots = sorted(times)
     roots = [r for r in roots if not any(r != o and r.startswith(o + b"/") for o in roots)]
-    plan = Plan(roots=roots, at_ns=at_ns)
+    plan = Plan(roots=roots, at_ns=min((times[r] for r in roots), default=0))
     for root in roots:
-        _plan_root(vault, root, at_ns, excluded, plan)
+        _plan_root(vault, root, times[root], excluded, plan, unknown_ok=unknown_ok)
     return plan
 
 
-def _plan_root(vault, root: bytes, at_ns: int, excluded, plan: Plan) -> None:
+def _plan_root(vault, root: bytes, at_ns: int, excluded, plan: Plan, *, unknown_ok: bool = False) -> None:
     target: dict[bytes, VersionRecord] = {}
     known_any = False
     for rec in vault.state_at(root, at_ns):
         known_any = True
         if rec.exists:
             target[rec.path] = rec
-    if not known_any and not any(True for _ in vault.latest_under(root)):
+    if not known_any and not unknown_ok and not any(True for _ in vault.latest_under(root)):
         raise UserError(f"the vault knows nothing under {os.fsdecode(root)}", hint="is it inside a protected tree?")
     plan.target.update(target)
 
@@ -172,6 +184,9 @@ def _plan_root(vault, root: bytes, at_ns: int, excluded, plan: Plan) -> None:
         missing_parents.append(parent)
         parent = os.path.dirname(parent)
     for anc in reversed(missing_parents):
+        if anc in plan.mkdirs:
+            continue
+        plan.mkdirs.add(anc)
         rec = vault.latest(anc)
         states = [r for r in vault.history(anc) if r.time_ns <= at_ns and r.exists] if rec else []
         tgt = states[0] if states else None

@@ -1,0 +1,373 @@
+"""Defence: wires analyzer -> detector -> responder -> incidents for the daemon.
+
+    on_events(events)          sensor events (subjects completed from the process table) -> detector
+    on_versions(stored)        each new version vs the previous one -> analyzer -> detector
+    verdict                    -> freeze (enforce) or alarm only (observe) -> incident recorded
+    later events of an actor   -> its incident's objects (what a restore must undo)
+
+Everything the detector sees is also handed to the recorder (when recording), so a replay of the
+recording reproduces the same verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nocry.analyzer.model import ContentFeatures
+from nocry.config import Config
+from nocry.detector import Detector, Verdict, extension
+from nocry.events import FileEvent, Op, ProcessSeen, Subject
+from nocry.home import Home
+from nocry.incidents import IncidentStore
+from nocry.responder import FreezeRecord, RecordingResponder, Responder
+from nocry.responder.procs import ProcSnapshot, read_stat
+from nocry.vault.model import FTYPE_FILE, VersionRecord
+
+__all__ = ["Defence", "plant_canaries", "CANARY_FILE"]
+
+log = logging.getLogger(__name__)
+
+CANARY_FILE = "canaries.json"
+_WATCH_OPS = Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE | Op.ATTRIB
+
+
+class Defence:
+    def __init__(
+        self,
+        home: Home,
+        config: Config,
+        trees: list[bytes],
+        *,
+        recorder: Callable[[list], None] | None = None,
+        process_table: Any = None,
+        responder: Any = None,
+    ):
+        self.home = home
+        self.config = config
+        self.mode = config.mode
+        self.recorder = recorder
+        self.table = process_table
+        self.canaries = read_canaries(home)
+        self.detector = Detector(config.detect, canaries=self.canaries)
+        protected = {os.getpid(), *ProcSnapshot.take().ancestors(os.getpid())}
+        if responder is not None:
+            self.responder = responder
+        elif self.mode == "enforce":
+            self.responder = Responder(config.respond, protected_pids=protected)
+        else:
+            self.responder = RecordingResponder()
+        self.incidents = IncidentStore(home.root / "incidents.sqlite")
+        self._announced: dict[int, int] = {}  # pid -> start_time told to the detector
+        self.open: dict[int, Any] = {}  # incident id -> ActorRef, for attaching later objects
+        self.freezes: dict[int, FreezeRecord] = {}
+        self.analyzed = 0
+        self.analyze_seconds = 0.0
+        self.verdicts = 0
+        self._exempt: dict[int, int] = {}  # pid -> start time of processes never judged
+
+    def close(self) -> None:
+        self.incidents.close()
+
+    def exempt(self, pid: int) -> None:
+        """Do not judge this process (a ``nocry restore`` writing the trees back): its pid and
+        start time are pinned so a later process with the same pid is judged normally."""
+        e = read_stat(pid)
+        if e is not None:
+            self._exempt[pid] = e.start_time
+
+    def _is_exempt(self, s: Subject | None) -> bool:
+        if not self._exempt or s is None:
+            return False
+        for pid in [s.pid, *self.detector.lineage(s.pid)[1:]]:
+            st = self._exempt.get(pid)
+            if st is not None:
+                known = self.detector.procs.get(pid)
+                if known is None or not known.start_time or not st or known.start_time == st:
+                    return True
+        return False
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "verdicts": self.verdicts,
+            "open_incidents": sorted(self.open),
+            "versions_analyzed": self.analyzed,
+            "analyze_seconds": round(self.analyze_seconds, 3),
+            "canaries": len(self.canaries),
+            "process_table": self.table is not None,
+        }
+
+    # -- input from the daemon --------------------------------------------------------------------
+
+    def on_events(self, events: list) -> None:
+        batch: list = []
+        for ev in events:
+            if not isinstance(ev, FileEvent) or not ev.ops & _WATCH_OPS:
+                continue
+            subj = self._complete(ev.subject)
+            if subj is not ev.subject:
+                ev = FileEvent(ops=ev.ops, path=ev.path, time_ns=ev.time_ns, seq=ev.seq, is_dir=ev.is_dir, old_path=ev.old_path, subject=subj)
+            if subj is not None:
+                self._announce(subj, ev.time_ns, batch)
+                if self._is_exempt(subj):
+                    continue
+            batch.append(ev)
+        self._feed(batch)
+
+    def on_versions(self, stored: list[tuple[VersionRecord, VersionRecord | None]], vault) -> None:
+        """Analyse each new file version (or deletion) against the previous one."""
+        from nocry.analyzer import analyze
+
+        batch: list = []
+        for rec, prev in stored:
+            subj = rec.subject
+            if rec.exists:
+                if rec.ftype != FTYPE_FILE or rec.content is None or (prev is not None and prev.exists and prev.content == rec.content):
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    f = analyze(rec.path, rec, prev if prev is not None and prev.exists else None, vault)
+                except Exception:  # noqa: BLE001 - one odd file must not stop detection
+                    log.exception("event=analyze_failed path=%r", rec.path)
+                    continue
+                self.analyze_seconds += time.perf_counter() - t0
+                self.analyzed += 1
+                f = _with(f, rec, prev, subj)
+            else:
+                if prev is None or not prev.exists or prev.ftype != FTYPE_FILE or rec.renamed_to is not None:
+                    continue
+                f = ContentFeatures(
+                    path=rec.path,
+                    time_ns=rec.time_ns,
+                    subject_pid=subj.pid if subj else 0,
+                    size=0,
+                    prev_size=prev.size,
+                    ext=extension(rec.path),
+                    kind="deleted",
+                    change="deleted",
+                )
+            if subj is not None:
+                self._announce(subj, rec.time_ns, batch)
+                if self._is_exempt(subj):
+                    continue
+            batch.append(f)
+        self._feed(batch)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _complete(self, s: Subject | None) -> Subject | None:
+        """The sensor knows little about processes that exited before their event was read; the
+        process table (fed by the kernel's fork/exec/exit events) still knows their parent."""
+        if s is None or self.table is None:
+            return s
+        if s.ppid and s.exe:
+            return s
+        try:
+            known = self.table.subject(s.pid)
+        except Exception:  # noqa: BLE001
+            return s
+        return known if known is not None else s
+
+    def _announce(self, s: Subject, t: int, out: list) -> None:
+        """Tell the detector who this process and its ancestors are (once per process)."""
+        pid, cur = s.pid, s
+        for _ in range(64):
+            if pid <= 1 or self._announced.get(pid) == cur.start_time:
+                return
+            self._announced[pid] = cur.start_time
+            out.append(ProcessSeen(time_ns=t, subject=cur))
+            pid = cur.ppid
+            if pid <= 1:
+                return
+            nxt = self._lookup(pid)
+            if nxt is None:
+                return
+            cur = nxt
+        if len(self._announced) > 500_000:
+            self._announced.clear()
+
+    def _lookup(self, pid: int) -> Subject | None:
+        if self.table is not None:
+            try:
+                s = self.table.subject(pid)
+                if s is not None:
+                    return s
+            except Exception:  # noqa: BLE001
+                pass
+        e = read_stat(pid)
+        if e is None:
+            return None
+        return Subject(pid=pid, start_time=e.start_time, exe=e.exe, comm=e.comm, uid=e.uid, ppid=e.ppid, sid=e.sid)
+
+    def _feed(self, batch: list) -> None:
+        if not batch:
+            return
+        if self.recorder is not None:
+            self.recorder(batch)
+        for item in batch:
+            for v in self.detector.feed(item):
+                self._respond(v)
+            self._attach(item)
+
+    def _attach(self, item) -> None:
+        if not self.open:
+            return
+        if isinstance(item, FileEvent) and item.subject is not None:
+            pid, paths, t = item.subject.pid, [item.path] + ([item.old_path] if item.old_path else []), item.time_ns
+        elif isinstance(item, ContentFeatures) and item.subject_pid:
+            pid, paths, t = item.subject_pid, [item.path], item.time_ns
+        else:
+            return
+        for iid, ref in self.open.items():
+            if self.detector.actor_contains(ref, pid):
+                self.incidents.add_objects(iid, {p: t for p in paths})
+
+    # -- response -------------------------------------------------------------------------------------
+
+    def _respond(self, v: Verdict) -> None:
+        self.verdicts += 1
+        roots = [v.actor.pid] if v.actor.kind == "process" else list(v.offending_pids)
+        freeze = self.responder.freeze(0, roots, list(v.offending_pids)) if self.mode == "enforce" else FreezeRecord(method="none")
+        state = "frozen" if freeze.pids else ("observed" if self.mode == "observe" else "unfrozen")
+        actor = self._describe_actor(v, freeze)
+        iid = self.incidents.create(
+            state=state,
+            mode=self.mode,
+            started_ns=v.started_ns,
+            detected_ns=v.detected_ns,
+            actor=actor,
+            score=v.score,
+            indicators=[i.to_record() for i in v.indicators],
+            objects=dict(v.objects),
+        )
+        self.incidents.set_freeze(iid, freeze.to_record())
+        self.incidents.add_action(iid, {"action": "freeze" if self.mode == "enforce" else "alert", "method": freeze.method, "pids": [p for p, _ in freeze.pids], "refused": freeze.refused, "errors": freeze.errors, "seconds": round(freeze.seconds, 4)})
+        self.open[iid] = v.actor
+        self.freezes[iid] = freeze
+        names = sorted({i.name for i in v.indicators})
+        log.critical(
+            "event=incident id=%d mode=%s actor=%s pids=%s frozen=%d method=%s score=%.1f objects=%d indicators=%s",
+            iid, self.mode, v.actor.label, list(v.offending_pids), len(freeze.pids), freeze.method, v.score, len(v.objects), names,
+        )  # fmt: skip
+        self.home.alert(
+            "incident",
+            f"incident {iid}: {v.actor.label} ({actor.get('exe')}) judged hostile: {', '.join(names)}; "
+            + (f"{len(freeze.pids)} process(es) frozen" if freeze.pids else "not frozen (observe mode or nothing left to freeze)")
+            + f"; undo with: nocry incident restore {iid}",
+            incident=iid,
+        )
+        if self.mode == "enforce" and self.config.respond.after_freeze == "kill" and freeze.pids:
+            self.kill(iid)
+
+    def _describe_actor(self, v: Verdict, freeze: FreezeRecord) -> dict[str, Any]:
+        pids = sorted({*v.offending_pids, *(p for p, _ in freeze.pids)})
+        procs = []
+        for p in pids:
+            s = self.detector.procs.get(p) or self._lookup(p)
+            procs.append(
+                {
+                    "pid": p,
+                    "exe": os.fsdecode(s.exe) if s else "",
+                    "comm": s.comm if s else "",
+                    "uid": s.uid if s else -1,
+                    "ppid": s.ppid if s else 0,
+                    "session": s.sid if s else 0,
+                    "cmdline": _cmdline(p),
+                }
+            )
+        root = self.detector.procs.get(v.actor.pid) if v.actor.kind == "process" else None
+        return {
+            **v.actor.to_record(),
+            "label": v.actor.label,
+            "pids": pids,
+            "exe": os.fsdecode(root.exe) if root else (procs[0]["exe"] if procs else ""),
+            "uid": root.uid if root else (procs[0]["uid"] if procs else -1),
+            "session": root.sid if root else (procs[0]["session"] if procs else 0),
+            "cmdline": _cmdline(v.actor.pid) if v.actor.kind == "process" else "",
+            "processes": procs,
+        }
+
+    # -- operator actions (also used by the CLI when the daemon runs) -------------------------------------
+
+    def kill(self, iid: int) -> dict[str, Any]:
+        inc = self.incidents.get(iid)
+        rec = self.freezes.get(iid) or FreezeRecord.from_record(inc.freeze or {})
+        errors = self.responder.kill(rec)
+        self.incidents.set_state(iid, "killed", {"action": "kill", "errors": errors})
+        self.open.pop(iid, None)
+        log.warning("event=incident_kill id=%d errors=%s", iid, errors)
+        return {"id": iid, "state": "killed", "errors": errors}
+
+    def release(self, iid: int) -> dict[str, Any]:
+        inc = self.incidents.get(iid)
+        rec = self.freezes.get(iid) or FreezeRecord.from_record(inc.freeze or {})
+        errors = self.responder.release(rec)
+        self.incidents.set_state(iid, "released", {"action": "release", "errors": errors})
+        self.open.pop(iid, None)
+        log.warning("event=incident_release id=%d errors=%s", iid, errors)
+        return {"id": iid, "state": "released", "errors": errors}
+
+
+def _with(f: ContentFeatures, rec: VersionRecord, prev: VersionRecord | None, subj: Subject | None) -> ContentFeatures:
+    from dataclasses import replace
+
+    return replace(
+        f,
+        path=rec.path,
+        time_ns=rec.time_ns,
+        subject_pid=subj.pid if subj else 0,
+        content_hash=rec.content.hex() if rec.content else "",
+        change="content",
+        created=prev is None or not prev.exists,
+    )
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").strip().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+# -- canaries ----------------------------------------------------------------------------------------
+
+
+def read_canaries(home: Home) -> frozenset[bytes]:
+    try:
+        data = json.loads((home.root / CANARY_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return frozenset()
+    return frozenset(os.fsencode(p) for p in data.get("paths", []))
+
+
+def plant_canaries(home: Home, config: Config, trees: list[bytes]) -> list[bytes]:
+    """Plant decoy files at the root of each tree (never overwriting anything) and remember them."""
+    if not config.canary.enabled:
+        (home.root / CANARY_FILE).unlink(missing_ok=True)
+        return []
+    from nocry.canary import decoy_bytes
+
+    paths: list[bytes] = []
+    for tree in trees:
+        for name in config.canary.names:
+            p = os.path.join(tree, os.fsencode(name))
+            if not os.path.lexists(p):
+                try:
+                    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                except OSError as exc:
+                    log.warning("event=canary_not_planted path=%r error=%r", p, exc.strerror)
+                    continue
+                with os.fdopen(fd, "wb") as f:
+                    f.write(decoy_bytes(name, seed=zlib.crc32(p)))
+            elif not os.path.isfile(p) or os.path.islink(p):
+                continue
+            paths.append(p)
+    Path(home.root / CANARY_FILE).write_text(json.dumps({"paths": [os.fsdecode(p) for p in paths]}))
+    return paths
