@@ -12,6 +12,7 @@ from nocry.sensor._syscalls import Syscalls
 from nocry.sensor.decode import DecodeError, RawEvent, RawInfo, decode
 from nocry.sensor.fanotify import FanotifySensor, ops_from_mask
 from nocry.sensor.procs import SubjectCache, read_proc_subject
+from nocry.sensor.proctrack import ProcessTable, ProcInfo
 from nocry.sensor.record import Recorder, ReplaySensor, read_recording
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "Recorder",
     "read_recording",
     "SubjectCache",
+    "ProcessTable",
+    "ProcInfo",
     "read_proc_subject",
     "Syscalls",
     "decode",
