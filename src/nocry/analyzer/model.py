@@ -48,6 +48,8 @@ class ContentFeatures:
     constant_fill: bool = False
     #: fraction of printable ASCII/UTF-8 bytes in the samples (base64 output is ~1.0 with entropy ~6)
     printable: float = 0.0
+    #: the same for the previous version: bit-flipped text keeps its entropy but drops from ~1.0 to ~0
+    prev_printable: float | None = None
     #: base64/hex-looking text replacing content of another type
     looks_encoded: bool = False
     #: bytes actually read for the analysis (cost accounting)

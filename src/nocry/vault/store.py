@@ -20,6 +20,7 @@ by verify, and exclusively by forget and prune, which delete what a batch might 
 
 from __future__ import annotations
 
+import bisect
 import errno
 import fcntl
 import json
@@ -353,6 +354,54 @@ class Vault:
         if info is None:
             raise VaultError(f"content {content_hash.hex()} is not in the vault")
         return self._read_chunks(content_hash, info[0], info[1])
+
+    def read_range(self, content_hash: bytes, offset: int, length: int) -> bytes:
+        """``length`` bytes of the content from ``offset`` (fewer at the end of the content), reading
+        and decompressing only the chunks that cover the range; each of them is re-hashed against its
+        chunk id (VaultCorrupt on a mismatch). The content's hash as a whole is not checked: that
+        needs every chunk, which is what this method exists to avoid (read_content checks it).
+
+        The content's chunk layout (ids and cumulative offsets) is cached for the last few contents
+        asked for, because the analyzer asks for a handful of scattered ranges of the same content
+        in a row; contents are immutable, so a cached layout never goes stale (a content forgotten
+        meanwhile shows up as missing chunk rows, reported as VaultError)."""
+        self._check_usable()
+        if offset < 0 or length < 0:
+            raise ValueError(f"read_range: negative offset {offset} or length {length}")
+        # created on first use (this method is the vault's only addition for the analyzer);
+        # dict.setdefault is atomic, so two threads cannot end up with different caches
+        cache: dict[bytes, tuple[list[bytes], list[int]]] = self.__dict__.setdefault("_range_layouts", {})
+        layout = cache.get(content_hash)
+        if layout is None:
+            chunks = self.content_chunks(content_hash)
+            ends: list[int] = []
+            total = 0
+            for _, raw_len in chunks:
+                total += raw_len
+                ends.append(total)
+            layout = ([cid for cid, _ in chunks], ends)
+            if len(cache) >= 8:
+                cache.clear()  # a tiny cache: clearing is simpler than LRU and safe between threads
+            cache[content_hash] = layout
+        ids, ends = layout
+        size = ends[-1] if ends else 0
+        stop = min(offset + length, size)
+        if offset >= stop:
+            return b""
+        first = bisect.bisect_right(ends, offset)  # the chunk holding byte `offset`
+        last = bisect.bisect_left(ends, stop)  # the chunk holding byte `stop - 1`
+        wanted = ids[first : last + 1]
+        rows = self._index.chunk_rows(wanted)
+        if len(rows) < len(set(wanted)) and not self._index.has_content(content_hash):
+            cache.pop(content_hash, None)
+            raise VaultError(f"content {content_hash.hex()} is not in the vault")
+        parts = []
+        with self._packs.reader() as reader:
+            for cid in wanted:
+                parts.append(self._read_chunk(reader, content_hash, cid, rows))
+        start_of_first = ends[first - 1] if first else 0
+        joined = b"".join(parts)
+        return joined[offset - start_of_first : stop - start_of_first]
 
     def _read_chunks(self, content_hash: bytes, size: int, ids: list[bytes]) -> Iterator[bytes]:
         whole = blake3()
