@@ -140,3 +140,14 @@ def test_deleting_what_you_created_is_no_damage():
     for i in range(200):
         out += det.feed(ContentFeatures(path=b"/t/build/o%d.o" % i, time_ns=10 * S + i, subject_pid=801, size=0, prev_size=4000, ext="o", kind="deleted", change="deleted"))
     assert out == []
+
+
+def test_evidence_after_a_verdict_never_judges_the_ancestors_too():
+    det = Detector(DetectConfig())
+    base(det)
+    attacker = proc(900, exe=b"/usr/bin/python3")
+    det.feed(ProcessSeen(time_ns=0, subject=attacker))
+    out = []
+    for i in range(100):  # events still queued when the attacker was frozen keep arriving
+        out += det.feed(encrypted(b"/t/d%d/f%d.docx" % (i % 7, i), 900, (i + 1) * S // 100))
+    assert len(out) == 1 and out[0].actor.pid == 900

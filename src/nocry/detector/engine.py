@@ -318,6 +318,9 @@ class Detector:
                 if len(a.indicators) < _MAX_INDICATORS:
                     a.indicators.append(ind)
             a.pids.add(s.pid)
+            if a.judged:
+                # already judged: its evidence grows, but nothing above it is judged again for it
+                break
             if not a.breadth_given and len(a.dirs) >= c.breadth_dirs and a.score >= c.threshold / 3:
                 a.breadth_given = True
                 a.score += c.w_breadth
