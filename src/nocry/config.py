@@ -93,7 +93,7 @@ class DetectConfig:
     w_zero_fill: float = 5.0
     w_truncate: float = 4.0
     w_content_replaced: float = 1.5
-    w_random_new_file: float = 2.0
+    w_random_new_file: float = 0.0
     # namespace indicators
     w_rename_new_ext: float = 3.0
     w_replace_original: float = 4.0
@@ -207,7 +207,8 @@ w_encoded = 5.0              # replaced by base64/hex-looking text
 w_zero_fill = 5.0            # overwritten with zeros or one repeated byte
 w_truncate = 4.0             # truncated to nothing
 w_content_replaced = 1.5     # same size and type, but every block different
-w_random_new_file = 2.0      # a new file of random content under an unknown extension
+w_random_new_file = 0.0      # a new random file alone harms nothing (backups write them); it counts
+                             # when an original of similar size is deleted (w_replace_original)
 # namespace indicators
 w_rename_new_ext = 3.0       # renamed to a new or unknown extension
 w_replace_original = 4.0     # a new file written and a similar original deleted

@@ -43,6 +43,8 @@ _CONTENT_OPS = Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE
 _STATUS_EVERY_S = 1.0
 _RETRY_CHANGED_S = 0.5
 _FULL_CHECK_EVERY_S = 2.0
+#: a file not captured for this long is captured at its next close-write without debounce
+_QUIET_NS = 1_000_000_000
 
 
 @dataclass
@@ -113,6 +115,7 @@ class Daemon:
         self.last_error: str | None = None
         self.last_scan: list[dict[str, Any]] = []
         self._pending: dict[bytes, _Pending] = {}
+        self._captured_at: dict[bytes, int] = {}  # path -> monotonic ns of its last capture
         self._heap: list[tuple[int, int, bytes]] = []
         self._gen = 0
         self._rescan_needed = False
@@ -328,20 +331,29 @@ class Daemon:
             content = bool(ops & _CONTENT_OPS)
             if ops & (Op.DELETE | Op.DELETE_SELF):
                 due = now
+            elif ops & Op.CLOSE_WRITE and now - self._captured_at.get(ev.path, 0) > _QUIET_NS:
+                # the first save in a while is captured at once: the detector sees damage while it
+                # is still a handful of files; only files written again and again wait out the debounce
+                due = now
             elif ops & Op.CLOSE_WRITE or (ops & Op.CREATE and ev.is_dir):
                 due = now + self.cap.debounce_ms * 1_000_000
             elif ops & Op.MODIFY or ops & Op.CREATE:
                 # still being written: wait for close-write, but not forever
-                due = now + self.cap.max_delay_ms * 1_000_000
+                self._schedule(ev.path, now + self.cap.max_delay_ms * 1_000_000, now, content, ev.subject, postpone=False)
+                due = -1
             else:
                 due = now + self.cap.debounce_ms * 1_000_000
-            self._schedule(ev.path, due, now, content, ev.subject)
+            if due >= 0:
+                self._schedule(ev.path, due, now, content, ev.subject)
             if ops & (Op.CREATE | Op.DELETE | Op.DELETE_SELF):
                 self._schedule_parent(ev.path, now)
             if ev.is_dir and ops & Op.CREATE:
                 self._schedule_subtree(ev.path, now, ev.subject)
 
-    def _schedule(self, path: bytes, due_ns: int, now_ns: int, content: bool, subject: Subject | None) -> None:
+    def _schedule(self, path: bytes, due_ns: int, now_ns: int, content: bool, subject: Subject | None, *, postpone: bool = True) -> None:
+        """Capture ``path`` at ``due_ns``. An event that ``postpone``s (a close-write) moves an
+        already pending capture to its own due time (debounce), never past first change +
+        max_delay; one that does not (a write still in progress) only ever brings it forward."""
         p = self._pending.get(path)
         if p is None:
             self._gen += 1
@@ -353,7 +365,7 @@ class Daemon:
         if subject is not None and (content or p.subject is None):
             p.subject = subject
         latest_allowed = p.first_ns + self.cap.max_delay_ms * 1_000_000
-        new_due = min(max(due_ns, p.due_ns if due_ns > now_ns else due_ns), latest_allowed)
+        new_due = min(due_ns, latest_allowed) if postpone else min(due_ns, p.due_ns)
         if new_due != p.due_ns:
             p.due_ns = new_due
             self._gen += 1
@@ -472,6 +484,9 @@ class Daemon:
                 continue  # superseded by a later schedule
             del self._pending[path]
             due.append((path, p))
+            self._captured_at[path] = now
+        if len(self._captured_at) > 200_000:
+            self._captured_at.clear()
         for i in range(0, len(due), self.cap.batch_max_files):
             self._capture_batch(due[i : i + self.cap.batch_max_files])
             if self.paused:

@@ -134,7 +134,7 @@ def test_deleting_what_you_created_is_no_damage():
     base(det)
     cc = proc(800, exe=b"/usr/bin/cc")
     rm = proc(801, exe=b"/usr/bin/rm")
-    out = []
+    out = det.feed(ProcessSeen(time_ns=0, subject=rm))
     for i in range(200):
         out += det.feed(FileEvent(ops=Op.CREATE | Op.CLOSE_WRITE, path=b"/t/build/o%d.o" % i, time_ns=i, subject=cc))
     for i in range(200):
@@ -151,3 +151,29 @@ def test_evidence_after_a_verdict_never_judges_the_ancestors_too():
     for i in range(100):  # events still queued when the attacker was frozen keep arriving
         out += det.feed(encrypted(b"/t/d%d/f%d.docx" % (i % 7, i), 900, (i + 1) * S // 100))
     assert len(out) == 1 and out[0].actor.pid == 900
+
+
+def test_renaming_your_own_new_files_is_no_damage():
+    det = Detector(DetectConfig())
+    base(det)
+    tool = proc(950, exe=b"/usr/bin/python3")
+    out = []
+    for i in range(50):
+        out += det.feed(FileEvent(ops=Op.CREATE | Op.CLOSE_WRITE, path=b"/t/f%d" % i, time_ns=i, subject=tool))
+        out += det.feed(FileEvent(ops=Op.RENAME, old_path=b"/t/f%d" % i, path=b"/t/f%d.r" % i, time_ns=i + 1, subject=tool))
+    assert out == []
+    # but renaming files that were there before is
+    for i in range(5):
+        out += det.feed(FileEvent(ops=Op.RENAME, old_path=b"/t/old%d.docx" % i, path=b"/t/old%d.docx.locked" % i, time_ns=100 + i, subject=tool))
+    assert out and out[0].actor.pid == 950
+
+
+def test_removing_an_old_build_tree_is_no_attack():
+    det = Detector(DetectConfig())
+    base(det)
+    rm = proc(960, exe=b"/usr/bin/rm")
+    det.feed(ProcessSeen(time_ns=0, subject=rm))
+    out = []
+    for i in range(2000):  # created before nocry started: no creator known
+        out += det.feed(ContentFeatures(path=b"/t/build/d%d/o%d.o" % (i % 40, i), time_ns=i, subject_pid=960, size=0, prev_size=4000, ext="o", kind="deleted", change="deleted"))
+    assert out == []

@@ -46,6 +46,12 @@ KNOWN_EXTS = frozenset(
 _MAX_TOUCHED_PER_PID = 100_000
 _MAX_INDICATORS = 200
 _PRUNE_EVERY = 5000
+#: indicators that mean an object was harmed (a verdict needs min_objects of these); the others
+#: (a random new file, a same-type rewrite, breadth) only add to the score
+DAMAGE = frozenset(
+    {"type_lost", "random_rewrite", "partial_encryption", "header_rewrite", "encoded", "zero_fill", "truncate",
+     "delete", "replace_original", "rename_new_ext", "ransom_note", "canary"}
+)  # fmt: skip
 _MAX_CREATED = 200_000
 
 
@@ -156,8 +162,6 @@ class Detector:
             self._touch(pid, ev.old_path, ev.time_ns)
         if ev.ops & Op.CREATE and not ev.is_dir:
             self._note_created(ev.path, pid)
-        if ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path in self.created:
-            self._note_created(ev.path, self.created[ev.old_path])
         found: list[Indicator] = []
         hit_canary = ev.path in self.canaries or (ev.old_path is not None and ev.old_path in self.canaries)
         if hit_canary and ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path.rsplit(b"/", 1)[-1] == ev.path.rsplit(b"/", 1)[-1]:
@@ -166,8 +170,10 @@ class Detector:
             found.append(Indicator("canary", self.cfg.w_canary, ev.old_path or ev.path, ev.time_ns, pid, f"decoy {ev.ops.names}"))
         if ev.ops & Op.RENAME and ev.old_path is not None and not ev.is_dir:
             old_ext, new_ext = extension(ev.old_path), extension(ev.path)
-            if new_ext != old_ext and new_ext and new_ext not in KNOWN_EXTS:
+            if new_ext != old_ext and new_ext and new_ext not in KNOWN_EXTS and not self._created_by_same_actor(ev.old_path, pid):
                 found.append(Indicator("rename_new_ext", self.cfg.w_rename_new_ext, ev.old_path, ev.time_ns, pid, f".{old_ext or '(none)'} -> .{new_ext}"))
+        if ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path in self.created:
+            self._note_created(ev.path, self.created[ev.old_path])
         return self._score(s, found, ev.time_ns)
 
     def _touch(self, pid: int, path: bytes, t: int) -> None:
@@ -193,12 +199,12 @@ class Detector:
         if f.path in self.canaries:
             found.append(Indicator("canary", c.w_canary, f.path, t, pid, f"decoy {f.change}"))
         if f.change == "deleted":
-            if f.prev_size:
+            # removing what you made yourself (build outputs, temp files) is no damage at all
+            if f.prev_size and not self._created_by_same_actor(f.path, pid):
                 w = c.w_delete_document if doc else c.w_delete_other
-                if self._created_by_same_actor(f.path, pid):
-                    w = 0.0  # removing what you made yourself (build outputs, temp files) is no damage
                 if w:
-                    found.append(Indicator("delete", w, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
+                    # deleting documents harms; deleting other files (build outputs, caches) only adds a little
+                    found.append(Indicator("delete" if doc else "delete_other", w, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
                 match = self._match(self.recent_new, f.prev_size, pid, t)
                 if match is not None:
                     found.append(Indicator("replace_original", c.w_replace_original, f.path, t, pid, f"original deleted after {os.fsdecode(match)} was written"))
@@ -209,7 +215,8 @@ class Detector:
         if f.created or f.prev_size is None:
             suspicious_new = random_now and (f.kind == "unknown" and (not f.ext or f.ext not in KNOWN_EXTS or f.kind_matches_ext is False))
             if suspicious_new:
-                found.append(Indicator("random_new_file", c.w_random_new_file, f.path, t, pid, f"entropy {f.entropy:.2f}, unknown type, .{f.ext}"))
+                if c.w_random_new_file:
+                    found.append(Indicator("random_new_file", c.w_random_new_file, f.path, t, pid, f"entropy {f.entropy:.2f}, unknown type, .{f.ext}"))
                 match = self._match(self.recent_deletes, f.size, pid, t)
                 if match is not None:
                     found.append(Indicator("replace_original", c.w_replace_original, match, t, pid, f"replaced by {os.fsdecode(f.path)}"))
@@ -221,7 +228,7 @@ class Detector:
         # a new version of an existing object
         prev_size = f.prev_size or 0
         if prev_size > 0 and f.size == 0:
-            found.append(Indicator("truncate", c.w_truncate if doc else c.w_truncate / 8, f.path, t, pid, f"{prev_size} -> 0 bytes"))
+            found.append(Indicator("truncate" if doc else "truncate_other", c.w_truncate if doc else c.w_truncate / 8, f.path, t, pid, f"{prev_size} -> 0 bytes"))
         elif (f.zero_fill or f.constant_fill) and prev_size > 0 and f.prev_kind not in ("zeros", "constant"):
             found.append(Indicator("zero_fill", c.w_zero_fill, f.path, t, pid, f"{f.prev_kind} -> {'zeros' if f.zero_fill else 'one repeated byte'}"))
         else:
@@ -309,7 +316,7 @@ class Detector:
             a.last_ns = t
             for ind in found:
                 a.score += ind.weight
-                if ind.weight >= 1.0 and ind.name != "content_replaced" or ind.name == "canary":
+                if ind.name in DAMAGE:
                     if ind.path not in a.damaged:
                         a.damaged[ind.path] = ind.time_ns
                     a.dirs.add(_dirname(ind.path))
