@@ -15,7 +15,7 @@ import sys
 import traceback
 
 from nocry import __version__
-from nocry.cli import cmd_config, cmd_incidents, cmd_protect, cmd_restore, cmd_status, cmd_vault, cmd_versions
+from nocry.cli import cmd_config, cmd_drill, cmd_incidents, cmd_protect, cmd_restore, cmd_status, cmd_vault, cmd_versions
 from nocry.cli.logs import setup_logging
 from nocry.cli.output import Printer
 from nocry.errors import EXIT_INTERNAL, NocryError
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    for mod in (cmd_protect, cmd_status, cmd_versions, cmd_restore, cmd_vault, cmd_config, cmd_incidents):
+    for mod in (cmd_protect, cmd_status, cmd_versions, cmd_restore, cmd_vault, cmd_config, cmd_incidents, cmd_drill):
         mod.register(sub, common)
     return p
 
