@@ -92,7 +92,8 @@ class DetectConfig:
     w_encoded: float = 5.0
     w_zero_fill: float = 5.0
     w_truncate: float = 4.0
-    w_content_replaced: float = 1.5
+    w_content_replaced: float = 0.0
+    w_copied_over: float = 4.0
     w_random_new_file: float = 0.0
     # namespace indicators
     w_rename_new_ext: float = 3.0
@@ -206,7 +207,9 @@ w_header_rewrite = 4.0       # only the header changed, and to random bytes
 w_encoded = 5.0              # replaced by base64/hex-looking text
 w_zero_fill = 5.0            # overwritten with zeros or one repeated byte
 w_truncate = 4.0             # truncated to nothing
-w_content_replaced = 1.5     # same size and type, but every block different
+w_content_replaced = 0.0     # same type, every block different: what every save of a zipped
+                             # document does, so it weighs nothing by default
+w_copied_over = 4.0          # overwritten with the exact content of another file (plausible-data wipers)
 w_random_new_file = 0.0      # a new random file alone harms nothing (backups write them); it counts
                              # when an original of similar size is deleted (w_replace_original)
 # namespace indicators

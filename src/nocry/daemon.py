@@ -45,6 +45,8 @@ _RETRY_CHANGED_S = 0.5
 _FULL_CHECK_EVERY_S = 2.0
 #: a file not captured for this long is captured at its next close-write without debounce
 _QUIET_NS = 1_000_000_000
+_FIRST_BATCH = 4
+_DRAIN_S = 0.005
 
 
 @dataclass
@@ -53,6 +55,25 @@ class SyncRequest:
 
     done: threading.Event = field(default_factory=threading.Event)
     rescan: bool = False
+
+
+class BatchReader:
+    """The vault as the analyzer sees it while a batch is still open: contents put in the batch
+    are known by their chunk list before they are committed."""
+
+    def __init__(self, vault: Vault, batch):
+        self.vault = vault
+        self.batch = batch
+
+    def content_chunks(self, content_hash: bytes) -> list[tuple[bytes, int]]:
+        pending = self.batch.pending_content_chunks(content_hash)
+        return pending if pending is not None else self.vault.content_chunks(content_hash)
+
+    def read_range(self, content_hash: bytes, offset: int, length: int) -> bytes:
+        return self.vault.read_range(content_hash, offset, length)
+
+    def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int) -> bytes | None:
+        return self.vault.other_path_with_content(content_hash, path, before_ns)
 
 
 @dataclass
@@ -256,7 +277,9 @@ class Daemon:
             item = self.queue.get(block=block, timeout=timeout) if block else self.queue.get_nowait()
         except queue.Empty:
             return
-        deadline = time.monotonic() + 0.05
+        # drain for a few milliseconds at most: captures due now (a first save) must not wait
+        # behind a stream of new events, which is exactly what an attacker produces
+        deadline = time.monotonic() + _DRAIN_S
         syncs: list[SyncRequest] = []
         while True:
             if item is None:
@@ -401,6 +424,7 @@ class Daemon:
             pend = self._pending.pop(p)
             if new_in:
                 self._schedule(new + p[len(old) :], now, now, pend.content, pend.subject)
+        stored: list = []
         try:
             with self.vault.batch() as batch:
                 t = time.time_ns()
@@ -412,22 +436,25 @@ class Daemon:
                         batch.add(tombstone(rec.path, t, ev.subject, "event", renamed_to=dest))
                         self.tombstones_stored += 1
                 if new_in:
-                    self._capture_renamed_in(batch, old if old_in else None, new, ev.subject, t)
+                    self._capture_renamed_in(batch, old if old_in else None, new, ev.subject, t, stored)
         except VaultFull as exc:
             self._vault_full(exc)
             return
+        if self.defence is not None and stored:
+            self.defence.on_versions(stored, self.vault)
         if old_in:
             self._schedule_parent(old, now)
         if new_in:
             self._schedule_parent(new, now)
 
-    def _capture_renamed_in(self, batch, old: bytes | None, new: bytes, subject: Subject | None, t: int) -> None:
+    def _capture_renamed_in(self, batch, old: bytes | None, new: bytes, subject: Subject | None, t: int, stored: list) -> None:
         assert self.vault is not None
         report = ScanReport(tree=new)
         for path, _st in walk_tree(new, self.excluded, report):
             src = old + path[len(new) :] if old is not None else None
             prev_src = self.vault.latest(src) if src is not None else None
-            prev = prev_src if prev_src is not None and prev_src.exists else self.vault.latest(path)
+            overwritten = self.vault.latest(path)
+            prev = prev_src if prev_src is not None and prev_src.exists else overwritten
             try:
                 rec = snapshot(
                     batch,
@@ -449,6 +476,9 @@ class Daemon:
                 continue
             if rec is not None:
                 self.versions_stored += 1
+                # what the rename destroyed is what the new content must be judged against
+                # (a file encrypted into a temp file and renamed over its original)
+                stored.append((rec, overwritten if overwritten is not None and overwritten.exists else None))
 
     def _immediate_dir_gone(self, path: bytes, subject: Subject | None) -> None:
         assert self.vault is not None
@@ -487,15 +517,21 @@ class Daemon:
             self._captured_at[path] = now
         if len(self._captured_at) > 200_000:
             self._captured_at.clear()
-        for i in range(0, len(due), self.cap.batch_max_files):
-            self._capture_batch(due[i : i + self.cap.batch_max_files])
+        # The first batches of a round are small: the analysis of a batch only runs once it is
+        # stored, and a fast attacker damages a file per millisecond meanwhile. Later batches
+        # are large, so a write storm still costs one pack flush per batch_max_files files.
+        i = 0
+        size = _FIRST_BATCH
+        while i < len(due):
+            self._capture_batch(due[i : i + size])
             if self.paused:
                 return
+            i += size
+            size = min(size * 4, self.cap.batch_max_files)
 
     def _capture_batch(self, items: list[tuple[bytes, _Pending]]) -> None:
         assert self.vault is not None
         retry: list[tuple[bytes, _Pending]] = []
-        stored: list = []
         try:
             with self.vault.batch() as batch:
                 for path, p in items:
@@ -518,11 +554,14 @@ class Daemon:
                         self._warn_unreadable(path, str(exc))
                         continue
                     if rec is not None:
-                        stored.append((rec, prev))
                         if rec.exists:
                             self.versions_stored += 1
                         else:
                             self.tombstones_stored += 1
+                        if self.defence is not None:
+                            # judged now, from the live file and the batch's own chunk list: a
+                            # verdict must not wait for the pack flush at the end of the batch
+                            self.defence.on_versions([(rec, prev)], BatchReader(self.vault, batch))
         except VaultFull as exc:
             self._vault_full(exc)
             return
@@ -535,8 +574,6 @@ class Daemon:
         now = time.monotonic_ns()
         for path, p in retry:
             self._schedule(path, now + int(_RETRY_CHANGED_S * 1e9), now, True, p.subject)
-        if self.defence is not None and stored:
-            self.defence.on_versions(stored, self.vault)
 
     def _warn_unreadable(self, path: bytes, why: str) -> None:
         self.unreadable += 1

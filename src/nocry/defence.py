@@ -30,7 +30,7 @@ from nocry.responder import FreezeRecord, RecordingResponder, Responder
 from nocry.responder.procs import ProcSnapshot, read_stat
 from nocry.vault.model import FTYPE_FILE, VersionRecord
 
-__all__ = ["Defence", "plant_canaries", "CANARY_FILE"]
+__all__ = ["Defence", "plant_canaries", "freeze_records", "CANARY_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,12 @@ class Defence:
                 except Exception:  # noqa: BLE001 - one odd file must not stop detection
                     log.exception("event=analyze_failed path=%r", rec.path)
                     continue
+                copied = None
+                if prev is not None and prev.exists and prev.content != rec.content:
+                    copied = vault.other_path_with_content(rec.content, rec.path, rec.time_ns)
                 self.analyze_seconds += time.perf_counter() - t0
                 self.analyzed += 1
-                f = _with(f, rec, prev, subj)
+                f = _with(f, rec, prev, subj, copied)
             else:
                 if prev is None or not prev.exists or prev.ftype != FTYPE_FILE or rec.renamed_to is not None:
                     continue
@@ -155,9 +158,12 @@ class Defence:
             if subj is not None:
                 self._announce(subj, rec.time_ns, batch)
                 if self._is_exempt(subj):
+                    batch.clear()
                     continue
             batch.append(f)
-        self._feed(batch)
+            # judge file by file: a verdict must not wait for the analysis of the whole batch
+            self._feed(batch)
+            batch = []
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -236,6 +242,10 @@ class Defence:
         freeze = self.responder.freeze(0, roots, list(v.offending_pids)) if self.mode == "enforce" else FreezeRecord(method="none")
         state = "frozen" if freeze.pids else ("observed" if self.mode == "observe" else "unfrozen")
         actor = self._describe_actor(v, freeze)
+        for iid, ref in list(self.open.items()):
+            if ref.kind == "process" and self.detector.actor_contains(v.actor, ref.pid):
+                self._widen(iid, v, actor, freeze)
+                return
         iid = self.incidents.create(
             state=state,
             mode=self.mode,
@@ -246,10 +256,10 @@ class Defence:
             indicators=[i.to_record() for i in v.indicators],
             objects=dict(v.objects),
         )
-        self.incidents.set_freeze(iid, freeze.to_record())
+        self.incidents.set_freeze(iid, {"records": [freeze.to_record()]})
         self.incidents.add_action(iid, {"action": "freeze" if self.mode == "enforce" else "alert", "method": freeze.method, "pids": [p for p, _ in freeze.pids], "refused": freeze.refused, "errors": freeze.errors, "seconds": round(freeze.seconds, 4)})
         self.open[iid] = v.actor
-        self.freezes[iid] = freeze
+        self.freezes[iid] = [freeze]
         names = sorted({i.name for i in v.indicators})
         log.critical(
             "event=incident id=%d mode=%s actor=%s pids=%s frozen=%d method=%s score=%.1f objects=%d indicators=%s",
@@ -264,6 +274,25 @@ class Defence:
         )
         if self.mode == "enforce" and self.config.respond.after_freeze == "kill" and freeze.pids:
             self.kill(iid)
+
+    def _widen(self, iid: int, v: Verdict, actor: dict[str, Any], freeze: FreezeRecord) -> None:
+        inc = self.incidents.get(iid)
+        records = self.freezes.get(iid) or freeze_records(inc.freeze)
+        records.append(freeze)
+        self.freezes[iid] = records
+        frozen = any(r.pids for r in records)
+        self.incidents.widen(
+            iid,
+            actor={**actor, "widened_from": inc.actor.get("label")},
+            score=max(v.score, inc.score),
+            indicators=inc.indicators + [i.to_record() for i in v.indicators if i.to_record() not in inc.indicators],
+            freeze={"records": [r.to_record() for r in records]},
+            state="frozen" if frozen else inc.state,
+        )
+        self.incidents.add_objects(iid, dict(v.objects))
+        self.incidents.add_action(iid, {"action": "widen", "to": v.actor.label, "pids": [p for p, _ in freeze.pids], "seconds": round(freeze.seconds, 4)})
+        self.open[iid] = v.actor
+        log.critical("event=incident_widened id=%d actor=%s frozen=%d", iid, v.actor.label, len(freeze.pids))
 
     def _describe_actor(self, v: Verdict, freeze: FreezeRecord) -> dict[str, Any]:
         pids = sorted({*v.offending_pids, *(p for p, _ in freeze.pids)})
@@ -297,8 +326,9 @@ class Defence:
 
     def kill(self, iid: int) -> dict[str, Any]:
         inc = self.incidents.get(iid)
-        rec = self.freezes.get(iid) or FreezeRecord.from_record(inc.freeze or {})
-        errors = self.responder.kill(rec)
+        errors: list[str] = []
+        for rec in self.freezes.get(iid) or freeze_records(inc.freeze):
+            errors += self.responder.kill(rec)
         self.incidents.set_state(iid, "killed", {"action": "kill", "errors": errors})
         self.open.pop(iid, None)
         log.warning("event=incident_kill id=%d errors=%s", iid, errors)
@@ -306,15 +336,23 @@ class Defence:
 
     def release(self, iid: int) -> dict[str, Any]:
         inc = self.incidents.get(iid)
-        rec = self.freezes.get(iid) or FreezeRecord.from_record(inc.freeze or {})
-        errors = self.responder.release(rec)
+        errors: list[str] = []
+        for rec in self.freezes.get(iid) or freeze_records(inc.freeze):
+            errors += self.responder.release(rec)
         self.incidents.set_state(iid, "released", {"action": "release", "errors": errors})
         self.open.pop(iid, None)
         log.warning("event=incident_release id=%d errors=%s", iid, errors)
         return {"id": iid, "state": "released", "errors": errors}
 
 
-def _with(f: ContentFeatures, rec: VersionRecord, prev: VersionRecord | None, subj: Subject | None) -> ContentFeatures:
+def freeze_records(stored: dict[str, Any] | None) -> list[FreezeRecord]:
+    """The freezes of an incident as stored (one per widening)."""
+    if not stored:
+        return []
+    return [FreezeRecord.from_record(r) for r in stored.get("records", [stored])]
+
+
+def _with(f: ContentFeatures, rec: VersionRecord, prev: VersionRecord | None, subj: Subject | None, copied: bytes | None) -> ContentFeatures:
     from dataclasses import replace
 
     return replace(
@@ -325,6 +363,7 @@ def _with(f: ContentFeatures, rec: VersionRecord, prev: VersionRecord | None, su
         content_hash=rec.content.hex() if rec.content else "",
         change="content",
         created=prev is None or not prev.exists,
+        copied_from=copied,
     )
 
 

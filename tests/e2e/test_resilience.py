@@ -76,7 +76,9 @@ def test_kill9_during_heavy_capture_never_damages_the_vault(work):
     rng = random.Random(7)
     n = Nocry(work / "home")
     for round_ in range(5):
-        n.start(tree)
+        # observe mode: this writer renames other rounds' files to an unknown extension en masse,
+        # which is what ransomware does; this test is about the vault, not about judging it
+        n.start(tree, extra=("--mode", "observe"))
         writer = _writer(tree, 3.0, seed=round_)
         time.sleep(rng.uniform(0.3, 2.5))
         n.kill9()
@@ -85,7 +87,7 @@ def test_kill9_during_heavy_capture_never_damages_the_vault(work):
         assert res.code in (0, 1), f"round {round_}: {res}"
         assert res.json["ok"], res.json
     # a restart's rescan picks up everything missed while the daemon was dead
-    n.start(tree)
+    n.start(tree, extra=("--mode", "observe"))
     n.sync()
     assert _vault_latest(work / "home", tree) == _disk_hashes(tree)
     n.stop()

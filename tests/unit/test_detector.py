@@ -20,6 +20,7 @@ def encrypted(path: bytes, pid: int, t: int, *, kind="ooxml", ext="docx") -> Con
     return ContentFeatures(
         path=path, time_ns=t, subject_pid=pid, size=20_000, prev_size=20_000, ext=ext, kind="unknown", prev_kind=kind,
         kind_matches_ext=False, type_lost=True, entropy=7.98, prev_entropy=7.6, compress_ratio=1.0, prev_compress_ratio=0.99,
+        random=True, prev_random=kind == "ooxml",
         chunk_overlap=0.0, changed_blocks=1.0, changed_blocks_random=0.0 if kind == "ooxml" else 1.0,
     )  # fmt: skip
 
@@ -93,7 +94,7 @@ def test_wannacry_style_new_files_deleted_originals_and_notes():
     for i in range(6):
         t = (i + 1) * S
         d = b"/t/dir%d" % i
-        verdicts += det.feed(ContentFeatures(path=d + b"/a.docx.WNCRY", time_ns=t, subject_pid=500, size=20016, ext="wncry", kind="unknown", entropy=7.99, compress_ratio=1.0, created=True))
+        verdicts += det.feed(ContentFeatures(path=d + b"/a.docx.WNCRY", time_ns=t, subject_pid=500, size=20016, ext="wncry", kind="unknown", entropy=7.99, compress_ratio=1.0, random=True, created=True))
         verdicts += det.feed(ContentFeatures(path=d + b"/a.docx", time_ns=t + 1, subject_pid=500, size=0, prev_size=20000, ext="docx", kind="deleted", change="deleted"))
         verdicts += det.feed(ContentFeatures(path=d + b"/@Please_Read_Me@.txt", time_ns=t + 2, subject_pid=500, size=900, ext="txt", kind="text", entropy=4.4, compress_ratio=0.5, created=True, content_hash="ab" * 32))
         if verdicts:

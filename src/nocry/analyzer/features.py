@@ -343,8 +343,11 @@ class _Summary:
             self.entropy = stats.entropy_of(hist, counted)
             self.ratio = stats.compress_ratio(self.sample)
             self.printable = good / n
+            # a short sample cannot reach 8 bits/byte: judge it against what random data of that
+            # length would show
+            self.random = self.ratio >= stats.RANDOM_RATIO and self.entropy >= stats.random_entropy_threshold(counted)
         else:
-            self.entropy, self.ratio, self.printable = 0.0, 1.0, 0.0
+            self.entropy, self.ratio, self.printable, self.random = 0.0, 1.0, 0.0, False
         self.kind = magic.detect_kind(side.data(0), side.data(tail_off), size, self.sample, self.printable)
 
 
@@ -480,14 +483,16 @@ def _analyze(path: bytes, new: VersionRecord, prev: VersionRecord | None, vault:
     prev_match: bool | None = None
     prev_shape: str | None = None
     prev_printable: float | None = None
+    prev_random: bool | None = None
     if prev_c is not None:
         if prev_size:
             old = cur if same else _Summary(prev_side, prev_stat_offs, prev_size, prev_tail)
             prev_kind, prev_ent, prev_ratio, prev_printable = old.kind, old.entropy, old.ratio, old.printable
+            prev_random = old.random
             if old.kind in magic.TEXT_KINDS:
                 prev_shape = stats.encoded_shape(old.sample, old.entropy)
         else:
-            prev_kind, prev_ent, prev_ratio, prev_printable = "empty", 0.0, 1.0, 0.0
+            prev_kind, prev_ent, prev_ratio, prev_printable, prev_random = "empty", 0.0, 1.0, 0.0, False
         prev_match = magic.kind_matches(magic.ext_of(prev_c.path), prev_kind)
 
     if match is None:  # the new name says nothing (renamed to .locked?): did the content change type?
@@ -516,6 +521,8 @@ def _analyze(path: bytes, new: VersionRecord, prev: VersionRecord | None, vault:
         prev_entropy=_round(prev_ent),
         compress_ratio=round(cur.ratio, 4),
         prev_compress_ratio=_round(prev_ratio),
+        random=cur.random,
+        prev_random=prev_random,
         chunk_overlap=_round(chunk_overlap),
         changed_blocks=_round(changed_blocks),
         changed_blocks_random=_round(changed_random),

@@ -34,6 +34,10 @@ class ContentFeatures:
     #: zstd(level 1) compressed / raw size over the sampled blocks (1.0: incompressible)
     compress_ratio: float = 1.0
     prev_compress_ratio: float | None = None
+    #: the sampled content looks like random data (ciphertext), judged against what random data
+    #: of the sample's length shows: a short sample cannot reach 8 bits/byte
+    random: bool = False
+    prev_random: bool | None = None
     #: fraction of the previous version's chunks (by id) still present in the new one (0..1)
     chunk_overlap: float | None = None
     #: fraction of compared fixed-size blocks that differ from the previous version
@@ -56,6 +60,9 @@ class ContentFeatures:
     bytes_sampled: int = 0
     #: BLAKE3 of the new content, hex ("" for tombstones): the same ransom note in many folders
     content_hash: str = ""
+    #: the new content is exactly what another object held before (copied over from another
+    #: file: a wiper writing plausible data, or ``cp a b``)
+    copied_from: bytes | None = None
     #: "content" for a new version, "deleted" for a tombstone (then size is 0 and prev_* describe
     #: what was deleted)
     change: str = "content"
@@ -65,10 +72,14 @@ class ContentFeatures:
     def to_record(self) -> dict[str, Any]:
         rec = asdict(self)
         rec.update(path_to_json(self.path))
+        rec.pop("copied_from", None)
+        if self.copied_from is not None:
+            rec.update(path_to_json(self.copied_from, "copied_from"))
         return rec
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> ContentFeatures:
         data = {k: v for k, v in rec.items() if k in cls.__dataclass_fields__ and not k.endswith("_b64")}
         data["path"] = path_from_json(rec)
+        data["copied_from"] = path_from_json(rec, "copied_from") if rec.get("copied_from") is not None else None
         return cls(**data)

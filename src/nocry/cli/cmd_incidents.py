@@ -109,15 +109,16 @@ def _act(home: Home, args, printer) -> int:
     try:
         result = request(home.socket_path, "incident", action=args.action, id=args.id, timeout=30)["result"]
     except NotRunning:
-        from nocry.defence import Defence  # noqa: F401 - same code path as the daemon's
-        from nocry.responder import FreezeRecord, Responder
+        from nocry.defence import freeze_records
+        from nocry.responder import Responder
 
         store = _store(home)
         try:
             inc = store.get(args.id)
-            rec = FreezeRecord.from_record(inc.freeze or {})
             responder = Responder(home.config().respond if home.exists() else RespondConfig())
-            errors = responder.kill(rec) if args.action == "kill" else responder.release(rec)
+            errors = []
+            for rec in freeze_records(inc.freeze):
+                errors += responder.kill(rec) if args.action == "kill" else responder.release(rec)
             state = "killed" if args.action == "kill" else "released"
             store.set_state(args.id, state, {"action": args.action, "errors": errors, "by": "cli"})
             result = {"id": args.id, "state": state, "errors": errors}

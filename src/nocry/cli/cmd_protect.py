@@ -21,6 +21,7 @@ def register(sub, common) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="directories to protect (default: the trees protected last time)")
     p.add_argument("--foreground", action="store_true", help="run in the foreground until SIGTERM/SIGINT")
     p.add_argument("--mode", choices=("observe", "enforce"), help="observe: alert only; enforce: act (default from config: enforce)")
+    p.add_argument("--record", metavar="FILE", help="also write everything the detector sees to FILE (JSON lines) for replay")
     p.set_defaults(func=run_protect, daemon_logging=True)
 
     s = sub.add_parser("stop", parents=[common], help="stop the daemon (raises the 'stopped' alarm)")
@@ -50,15 +51,15 @@ def run_protect(args, printer) -> int:
     trees = check_tree_paths(raw, home)
     home.write_trees(trees)
     if args.foreground:
-        return _run_foreground(home, trees, config)
+        return _run_foreground(home, trees, config, args.record)
     return _spawn(home, args, printer)
 
 
-def _run_foreground(home: Home, trees, config) -> int:
+def _run_foreground(home: Home, trees, config, record: str | None) -> int:
     from nocry import sdnotify
     from nocry.daemon import Daemon
 
-    daemon = Daemon(home, trees, config)
+    daemon = Daemon(home, trees, config, record_path=os.path.abspath(record) if record else None)
     daemon.install_signal_handlers()
     try:
         return daemon.run(on_ready=lambda: sdnotify.notify("READY=1"))
@@ -72,6 +73,8 @@ def _spawn(home: Home, args, printer) -> int:
     cmd = [sys.executable, "-m", "nocry", "--home", str(home.root), "protect", "--foreground"]
     if args.mode:
         cmd += ["--mode", args.mode]
+    if args.record:
+        cmd += ["--record", os.path.abspath(args.record)]
     with open(log_path, "ab") as logf:
         child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True, close_fds=True)
     while True:

@@ -50,7 +50,7 @@ _PRUNE_EVERY = 5000
 #: (a random new file, a same-type rewrite, breadth) only add to the score
 DAMAGE = frozenset(
     {"type_lost", "random_rewrite", "partial_encryption", "header_rewrite", "encoded", "zero_fill", "truncate",
-     "delete", "replace_original", "rename_new_ext", "ransom_note", "canary"}
+     "delete", "replace_original", "rename_new_ext", "ransom_note", "canary", "copied_over"}
 )  # fmt: skip
 _MAX_CREATED = 200_000
 
@@ -211,7 +211,7 @@ class Detector:
                 self.recent_deletes.append((t, f.prev_size, f.path, pid))
             return self._score(s, found, t)
 
-        random_now = f.entropy >= 7.5 and f.compress_ratio >= 0.95
+        random_now = f.random
         if f.created or f.prev_size is None:
             suspicious_new = random_now and (f.kind == "unknown" and (not f.ext or f.ext not in KNOWN_EXTS or f.kind_matches_ext is False))
             if suspicious_new:
@@ -236,7 +236,7 @@ class Detector:
                 found.append(Indicator("type_lost", c.w_type_lost, f.path, t, pid, f".{f.ext}: {f.prev_kind} -> {f.kind}"))
             if f.looks_encoded and f.prev_kind != f.kind:
                 found.append(Indicator("encoded", c.w_encoded, f.path, t, pid, f"{f.prev_kind} -> base64/hex-like text"))
-            prev_random = (f.prev_entropy or 0) >= 7.5 and (f.prev_compress_ratio or 0) >= 0.95
+            prev_random = bool(f.prev_random)
             if random_now and not prev_random:
                 found.append(Indicator("random_rewrite", c.w_random_rewrite, f.path, t, pid, f"entropy {f.prev_entropy or 0:.2f} -> {f.entropy:.2f}, ratio {f.compress_ratio:.2f}"))
             elif f.changed_blocks_random is not None and f.changed_blocks and f.changed_blocks_random >= 0.5:
@@ -245,7 +245,11 @@ class Detector:
                 else:
                     found.append(Indicator("partial_encryption", c.w_partial_encryption, f.path, t, pid, f"{f.changed_blocks:.0%} of blocks changed, {f.changed_blocks_random:.0%} of them random"))
             if not found and f.chunk_overlap == 0 and (f.changed_blocks or 0) >= 0.95 and f.kind == f.prev_kind and prev_size > 0:
-                found.append(Indicator("content_replaced", c.w_content_replaced, f.path, t, pid, f"same type ({f.kind}), every block different"))
+                if f.copied_from is not None:
+                    # plausible data: the content of another file written over this one
+                    found.append(Indicator("copied_over", c.w_copied_over, f.path, t, pid, f"now holds the content of {os.fsdecode(f.copied_from)}"))
+                elif c.w_content_replaced:
+                    found.append(Indicator("content_replaced", c.w_content_replaced, f.path, t, pid, f"same type ({f.kind}), every block different"))
         return self._score(s, found, t)
 
     def _ransom_note(self, f: ContentFeatures, pid: int) -> list[Indicator]:
@@ -306,6 +310,8 @@ class Detector:
         levels = self._actor_levels(s)
         decided: list[Verdict] = []
         chosen: tuple | None = None
+        # a subject inside an actor already judged adds evidence to it, never a new verdict
+        covered = any(k in self.actors and self.actors[k].judged for k in levels)
         for key in levels:
             a = self.actors.get(key)
             if a is None:
@@ -332,9 +338,10 @@ class Detector:
                 a.breadth_given = True
                 a.score += c.w_breadth
                 a.indicators.append(Indicator("breadth", c.w_breadth, found[0].path, t, s.pid, f"damage in {len(a.dirs)} directories"))
-            if chosen is None and not a.judged and a.score >= c.threshold and (len(a.damaged) >= c.min_objects or any(i.name == "canary" for i in a.indicators)):
+            if chosen is None and not covered and not a.judged and a.score >= c.threshold and (len(a.damaged) >= c.min_objects or any(i.name == "canary" for i in a.indicators)):
                 chosen = key
         if chosen is not None:
+            chosen = self._widen(chosen, levels)
             a = self.actors[chosen]
             a.judged = True
             # the same evidence counted for every actor above: they need no verdict of their own
@@ -355,6 +362,20 @@ class Detector:
             self.verdicts.append(v)
             decided.append(v)
         return decided
+
+    def _widen(self, chosen: tuple, levels: list[tuple]) -> tuple:
+        """Cooperating siblings (workers of one parent) are one actor: while the next process up
+        holds damage from processes outside the chosen subtree, judge that one instead."""
+        i = levels.index(chosen)
+        while i + 1 < len(levels) and levels[i + 1][0] == "process":
+            cur, up = self.actors[levels[i]], self.actors.get(levels[i + 1])
+            if up is None or up.judged:
+                break
+            outside = {p for p in up.pids if not self._pid_in_actor(p, cur.ref)}
+            if not outside or not any(i_.name in DAMAGE and i_.pid in outside for i_ in up.indicators):
+                break
+            i += 1
+        return levels[i]
 
     def objects_of(self, a: _Actor, since: int = 0) -> dict[bytes, int]:
         """Every object the actor changed at or after ``since`` (path -> first change time)."""

@@ -123,6 +123,14 @@ class IncidentStore:
                     (iid, p, t),
                 )
 
+    def widen(self, iid: int, *, actor: dict, score: float, indicators: list[dict], freeze: dict[str, Any], state: str) -> None:
+        """The same attack turned out to be bigger (cooperating workers of one parent): the
+        incident's actor becomes the wider one."""
+        self.db.execute(
+            "UPDATE incidents SET actor=?, score=?, indicators=?, freeze=?, state=? WHERE id=?",
+            (json.dumps(actor), score, json.dumps(indicators), json.dumps(freeze), state, iid),
+        )
+
     def set_freeze(self, iid: int, freeze: dict[str, Any]) -> None:
         self.db.execute("UPDATE incidents SET freeze=? WHERE id=?", (json.dumps(freeze), iid))
 

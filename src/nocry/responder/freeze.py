@@ -100,7 +100,7 @@ class Responder:
     # -- choosing targets -------------------------------------------------------------------
 
     def protected_reason(self, pid: int, snap: ProcSnapshot) -> str | None:
-        e = snap.entries.get(pid)
+        e = snap.entry(pid)
         if pid in self.protected_pids:
             return "nocry itself, an ancestor of nocry, or pid 0/1/2"
         if e is None:
@@ -141,12 +141,20 @@ class Responder:
     # -- actions ---------------------------------------------------------------------------------
 
     def freeze(self, incident_id: int, roots: list[int], offending: list[int]) -> FreezeRecord:
+        """Brake at once, then quarantine.
+
+        Every millisecond is files lost to a fast attacker, and walking /proc for the whole tree
+        takes several: so the roots and offending processes that are still alive get SIGSTOP
+        through pidfds first (microseconds), then the whole tree goes into the frozen cgroup and
+        the braked processes get SIGCONT (they stay frozen by the cgroup, which they cannot see)."""
         t0 = time.monotonic()
+        braked = self._brake(sorted({*roots, *offending}))
         snap = ProcSnapshot.take()
         pids, refused = self.targets(roots, offending, snap)
         rec = FreezeRecord(method="none", refused=refused)
         if not pids:
             rec.errors.append("no process left to freeze (all exited or protected)")
+            self._unbrake(braked)
             rec.seconds = time.monotonic() - t0
             return rec
         if self.cgroup_root is not None:
@@ -159,8 +167,26 @@ class Responder:
                 rec.method, rec.cgroup = "none", None
         if rec.method == "none":
             self._sigstop(pids, snap, rec)
+        else:
+            self._unbrake(braked)
         rec.seconds = time.monotonic() - t0
         return rec
+
+    def _brake(self, pids: list[int]) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for p in pids:
+            if p in self.protected_pids:
+                continue
+            e = read_stat(p)
+            if e is None or e.kernel_thread or e.exe in self.critical:
+                continue
+            if self._signal(p, e.start_time, signal.SIGSTOP, FreezeRecord("sigstop")):
+                out.append((p, e.start_time))
+        return out
+
+    def _unbrake(self, braked: list[tuple[int, int]]) -> None:
+        for p, st in braked:
+            self._signal(p, st, signal.SIGCONT, FreezeRecord("sigstop"))
 
     def _freeze_cgroup(self, incident_id: int, pids: list[int], rec: FreezeRecord, roots: list[int], offending: list[int]) -> None:
         assert self.cgroup_root is not None
@@ -173,7 +199,7 @@ class Responder:
         (cg / "cgroup.freeze").write_text("1")
         moved = self._move_in(cg, pids, rec)
         # a second pass catches children forked between the snapshot and the move
-        for _ in range(3):
+        for _ in range(2):
             snap = ProcSnapshot.take()
             more, _refused = self.targets(roots, offending, snap)
             extra = [p for p in more if p not in moved]
@@ -212,7 +238,7 @@ class Responder:
     def _sigstop(self, pids: list[int], snap: ProcSnapshot, rec: FreezeRecord) -> None:
         rec.method = "sigstop"
         for p in pids:
-            e = snap.entries.get(p)
+            e = snap.entry(p)
             if e is None:
                 continue
             if self._signal(p, e.start_time, signal.SIGSTOP, rec):

@@ -31,7 +31,9 @@ class ProcEntry:
         return bool(self.flags & _PF_KTHREAD) or self.pid == 2 or self.ppid == 2
 
 
-def read_stat(pid: int) -> ProcEntry | None:
+def read_stat(pid: int, *, full: bool = True) -> ProcEntry | None:
+    """/proc/PID/stat (and, when ``full``, the exe link and owner: two more syscalls that a
+    snapshot of every process can skip and look up only for the processes it acts on)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -45,14 +47,16 @@ def read_stat(pid: int) -> ProcEntry | None:
         ppid, sid, flags, start = int(fields[1]), int(fields[3]), int(fields[6]), int(fields[19])
     except (IndexError, ValueError):
         return None
-    try:
-        exe = os.readlink(f"/proc/{pid}/exe".encode())
-    except OSError:
-        exe = b""
-    try:
-        uid = os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        uid = -1
+    exe, uid = b"", -1
+    if full:
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe".encode())
+        except OSError:
+            pass
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            pass
     return ProcEntry(pid=pid, ppid=ppid, start_time=start, flags=flags, sid=sid, uid=uid, exe=exe, comm=comm)
 
 
@@ -64,14 +68,25 @@ class ProcSnapshot:
             self.children.setdefault(e.ppid, []).append(e.pid)
 
     @classmethod
-    def take(cls) -> ProcSnapshot:
+    def take(cls, *, full: bool = False) -> ProcSnapshot:
+        """Every process's parent and start time (exe and uid only with ``full``; ``entry()``
+        fills them in for the few processes that need them)."""
         entries: dict[int, ProcEntry] = {}
         for name in os.listdir("/proc"):
             if name.isdigit():
-                e = read_stat(int(name))
+                e = read_stat(int(name), full=full)
                 if e is not None:
                     entries[e.pid] = e
         return cls(entries)
+
+    def entry(self, pid: int) -> ProcEntry | None:
+        """The full entry (with exe) of one process."""
+        e = self.entries.get(pid)
+        if e is not None and not e.exe and e.uid == -1:
+            full = read_stat(pid)
+            if full is not None and full.start_time == e.start_time:
+                self.entries[pid] = e = full
+        return e
 
     def descendants(self, root: int) -> list[int]:
         out: list[int] = []

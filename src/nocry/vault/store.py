@@ -327,6 +327,11 @@ class Vault:
 
     # -- reading content -------------------------------------------------------------------------
 
+    def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int) -> bytes | None:
+        """Another object that held exactly this content before ``before_ns`` (None if none)."""
+        self._check_usable()
+        return self._index.other_path_with_content(content_hash, path, before_ns)
+
     def has_content(self, content_hash: bytes) -> bool:
         self._check_usable()
         return self._index.has_content(content_hash)
@@ -541,6 +546,7 @@ class Batch:
         #: chunk ids already written in this batch or known to the index
         self._seen: set[bytes] = set()
         self._contents: dict[bytes, tuple[int, bytes]] = {}
+        self._chunk_len: dict[bytes, int] = {}  # raw length of every chunk put in this batch
         self._known_contents: set[bytes] = set()
         self._versions: list[VersionRecord] = []
         self._buf: bytearray | None = None
@@ -619,6 +625,7 @@ class Batch:
 
     def _put_chunk(self, raw: memoryview | bytes) -> bytes:
         cid = blake3(raw).digest()
+        self._chunk_len[cid] = len(raw)
         if cid in self._seen:
             self.chunks_dedup += 1
             return cid
@@ -655,6 +662,17 @@ class Batch:
         self._finished.append((name, size))
         self._chunk_rows.extend((e.chunk_id, name, e.offset, e.stored_len, e.raw_len, e.compression)
                                 for e in w.entries)
+
+    def pending_content_chunks(self, content_hash: bytes) -> list[tuple[bytes, int]] | None:
+        """``(chunk id, raw length)`` of a content put in this batch and not committed yet (None
+        when the batch did not add it: ask the vault). Lets the analyzer judge a new version
+        before the batch's pack flush, which can take tens of milliseconds."""
+        entry = self._contents.get(content_hash)
+        if entry is None:
+            return None
+        blob = entry[1]
+        ids = [blob[i : i + 32] for i in range(0, len(blob), 32)]
+        return [(cid, self._chunk_len[cid]) for cid in ids]
 
     def _record_content(self, content_hash: bytes, size: int, ids: list[bytes]) -> tuple[bytes, int]:
         if content_hash not in self._contents and content_hash not in self._known_contents:
