@@ -109,6 +109,8 @@ class DetectConfig:
     note_dirs: int = 3
     #: a new file and a deleted original count as a replacement within this window
     replace_window_s: int = 60
+    #: an incident also holds what its actor changed this long before its first damage
+    lookback_s: int = 300
     #: extensions of documents (deleting them weighs more)
     document_exts: tuple[str, ...] = (
         "doc", "docx", "xls", "xlsx", "ppt", "pptx", "odt", "ods", "odp", "pdf", "rtf", "txt", "csv", "md",
@@ -223,6 +225,7 @@ breadth_dirs = 3
 w_breadth = 3.0
 note_dirs = 3
 replace_window_s = 60
+lookback_s = 300
 
 [respond]
 # after freezing: "none" waits for the operator (nocry incident kill|release ID), "kill" kills

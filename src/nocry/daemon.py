@@ -130,6 +130,7 @@ class Daemon:
         self.unreadable = 0
         self.rescans = 0
         self.capture_errors = 0
+        self.defence_errors = 0
         self.events_seen = 0
         self.overflows_seen = 0
         self.paused: str | None = None
@@ -307,6 +308,19 @@ class Daemon:
             self._write_status()
             req.done.set()
 
+    def _defend(self, fn, *args) -> None:
+        """Detection must never stop capture: a bug there is logged (rate-limited), counted and
+        shown in status, and the vault keeps every version so that nothing is lost."""
+        try:
+            fn(*args)
+        except VaultFull:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.defence_errors += 1
+            self.last_error = f"detection failed: {exc!r}"
+            if self.defence_errors <= 10 or self.defence_errors % 1000 == 0:
+                log.exception("event=detection_failed count=%d", self.defence_errors)
+
     def _incident_action(self, req: ActionRequest) -> None:
         try:
             if req.action == "kill":
@@ -324,7 +338,7 @@ class Daemon:
 
     def _handle_events(self, events: list) -> None:
         if self.defence is not None:
-            self.defence.on_events(events)
+            self._defend(self.defence.on_events, events)
         now = time.monotonic_ns()
         for ev in events:
             self.events_seen += 1
@@ -441,7 +455,7 @@ class Daemon:
             self._vault_full(exc)
             return
         if self.defence is not None and stored:
-            self.defence.on_versions(stored, self.vault)
+            self._defend(self.defence.on_versions, stored, self.vault)
         if old_in:
             self._schedule_parent(old, now)
         if new_in:
@@ -498,7 +512,7 @@ class Daemon:
             self._vault_full(exc)
             return
         if self.defence is not None and stored:
-            self.defence.on_versions(stored, self.vault)
+            self._defend(self.defence.on_versions, stored, self.vault)
 
     # -- capture ------------------------------------------------------------------------------------
 
@@ -561,7 +575,7 @@ class Daemon:
                         if self.defence is not None:
                             # judged now, from the live file and the batch's own chunk list: a
                             # verdict must not wait for the pack flush at the end of the batch
-                            self.defence.on_versions([(rec, prev)], BatchReader(self.vault, batch))
+                            self._defend(self.defence.on_versions, [(rec, prev)], BatchReader(self.vault, batch))
         except VaultFull as exc:
             self._vault_full(exc)
             return
@@ -663,6 +677,7 @@ class Daemon:
             "unreadable": self.unreadable,
             "rescans": self.rescans,
             "capture_paused": self.paused,
+            "detection_errors": self.defence_errors,
             "last_error": self.last_error,
             "last_scan": self.last_scan,
             "detection": self.defence.stats() if self.defence is not None else None,

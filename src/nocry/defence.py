@@ -240,6 +240,7 @@ class Defence:
         self.verdicts += 1
         roots = [v.actor.pid] if v.actor.kind == "process" else list(v.offending_pids)
         freeze = self.responder.freeze(0, roots, list(v.offending_pids)) if self.mode == "enforce" else FreezeRecord(method="none")
+        v = self._relink(v)
         state = "frozen" if freeze.pids else ("observed" if self.mode == "observe" else "unfrozen")
         actor = self._describe_actor(v, freeze)
         for iid, ref in list(self.open.items()):
@@ -274,6 +275,31 @@ class Defence:
         )
         if self.mode == "enforce" and self.config.respond.after_freeze == "kill" and freeze.pids:
             self.kill(iid)
+
+    def _relink(self, v: Verdict) -> Verdict:
+        """Short-lived processes (an ``rm`` per file) may have exited before the process table
+        had their fork; by now it has. Tell the detector (and the recording) their parents, then
+        take the verdict's objects again so that none of the actor's changes is left out."""
+        if self.table is None:
+            return v
+        learnt: list = []
+        for pid in self.detector.orphans():
+            try:
+                s = self.table.subject(pid)
+            except Exception:  # noqa: BLE001
+                s = None
+            if s is not None and s.ppid > 0:
+                learnt.append(ProcessSeen(time_ns=v.detected_ns, subject=s))
+        if not learnt:
+            return v
+        if self.recorder is not None:
+            self.recorder(learnt)
+        for item in learnt:
+            self.detector.feed(item)
+        objects = self.detector.verdict_objects(v)
+        from dataclasses import replace
+
+        return replace(v, objects=tuple(sorted(objects.items())))
 
     def _widen(self, iid: int, v: Verdict, actor: dict[str, Any], freeze: FreezeRecord) -> None:
         inc = self.incidents.get(iid)

@@ -356,7 +356,10 @@ class Detector:
                 detected_ns=t,
                 started_ns=a.first_damage_ns,
                 offending_pids=tuple(sorted(a.pids)),
-                objects=tuple(sorted(self.objects_of(a, since=a.first_damage_ns).items())),
+                # what the actor did shortly before its first damage belongs to the attack too (the
+                # ransom note written before the first file is encrypted, the copy written before
+                # the original is deleted)
+                objects=tuple(sorted(self.objects_of(a, since=a.first_damage_ns - c.lookback_s * 1_000_000_000).items())),
                 indicators=tuple(a.indicators),
             )
             self.verdicts.append(v)
@@ -390,6 +393,18 @@ class Detector:
             if path not in out or first < out[path]:
                 out[path] = first
         return out
+
+    def verdict_objects(self, v: Verdict) -> dict[bytes, int]:
+        """The objects of a verdict, computed again (after more is known about who is whose
+        parent: a process that exited before its events were read may be linked only later)."""
+        for a in self.actors.values():
+            if a.ref == v.actor:
+                return self.objects_of(a, since=a.first_damage_ns - self.cfg.lookback_s * 1_000_000_000)
+        return dict(v.objects)
+
+    def orphans(self) -> list[int]:
+        """Processes that changed objects but whose parent is unknown."""
+        return [p for p in self.touched if (s := self.procs.get(p)) is None or s.ppid <= 0]
 
     def _pid_in_actor(self, pid: int, ref: ActorRef) -> bool:
         if ref.kind == "process":

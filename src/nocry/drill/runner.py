@@ -153,6 +153,11 @@ def start_run(arg: str, name: str, *, limit: int | None = None, delay: float | N
         if sc.style == "shell":
             _check_no_foreign_dirs(fs)
         all_files = fs.walk()
+        if sc.kind == "benign":
+            # ordinary work touches the user's documents, not whatever else lies in the tree
+            # (a defender's decoys, say): only the files the drill generated
+            generated = {f["path"] for f in json.loads(fs.read(MARKER_NAME)).get("files", [])}
+            all_files = [f for f in all_files if f in generated]
         files = select_files(name, all_files, limit)
         if not files:
             raise UserError(f"no files to work on in {root}")

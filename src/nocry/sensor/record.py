@@ -33,6 +33,15 @@ log = logging.getLogger(__name__)
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 
+def _to_record(item) -> dict:
+    """Events, and any other plain record that knows how to serialise itself (the detector's
+    input also holds content features): a recording is everything the detector saw."""
+    to_record = getattr(item, "to_record", None)
+    if to_record is not None and not isinstance(item, Event.__args__):  # type: ignore[attr-defined]
+        return to_record()
+    return event_to_record(item)
+
+
 class Recorder:
     """Appends batches of events to a JSON-lines file, flushed once per batch.
 
@@ -52,9 +61,7 @@ class Recorder:
     def record(self, events: list[Event]) -> None:
         if not events:
             return
-        data = b"".join(
-            json.dumps(event_to_record(ev), separators=(",", ":")).encode("ascii") + b"\n" for ev in events
-        )
+        data = b"".join(json.dumps(_to_record(ev), separators=(",", ":")).encode("ascii") + b"\n" for ev in events)
         with self._lock:
             if self._file is None:
                 raise ValueError("Recorder is closed")
@@ -92,9 +99,10 @@ class Recorder:
         self.close()
 
 
-def read_recording(path: PathLike) -> Iterator[Event]:
+def read_recording(path: PathLike, extra: dict[str, Callable[[dict], object]] | None = None) -> Iterator[Event]:
     """Yield the events of a recording in order. A torn last line (the recorder died mid-write)
-    is skipped with a warning; a bad line anywhere else raises ValueError naming it."""
+    is skipped with a warning; a bad line anywhere else raises ValueError naming it. ``extra``
+    maps other record types (the detector's content features) to their parsers."""
     with open(path, "rb") as f:
         lineno = 0
         for raw in f:
@@ -109,7 +117,8 @@ def read_recording(path: PathLike) -> Iterator[Event]:
                     return
                 raise ValueError(f"{os.fsdecode(path)}:{lineno}: not a JSON event line: {exc}") from exc
             try:
-                yield event_from_record(rec)
+                parse = (extra or {}).get(rec.get("type"))
+                yield parse(rec) if parse is not None else event_from_record(rec)  # type: ignore[misc]
             except (KeyError, ValueError, TypeError) as exc:
                 raise ValueError(f"{os.fsdecode(path)}:{lineno}: bad event record: {exc!r}") from exc
 

@@ -1,0 +1,162 @@
+"""Every drill against a running daemon in enforce mode: detected, frozen, undone bit-exact.
+
+The drills run with a 10 ms pause between files so that each attack is still running when it is
+judged: these tests check that the freeze really stops it. Full-speed runs, with the number of
+files damaged before the freeze, are the attack benchmark's job (bench/attacks).
+Decoys are off here, so detection rests on content and namespace evidence alone; one test turns
+them on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import blake3
+import pytest
+
+from tests.e2e.harness import Nocry
+
+pytestmark = pytest.mark.kernel
+
+ATTACKS = [
+    "encrypt-in-place", "encrypt-new-delete", "intermittent", "partial-5pct", "header-only", "base64", "bitflip",
+    "keep-extension", "random-names", "many-workers", "fork-per-file", "slow", "wipe-zero", "wipe-random",
+    "wipe-truncate", "wipe-delete", "wipe-plausible",
+]  # fmt: skip
+BENIGN = ["benign-edit", "benign-compress-one", "benign-extract"]
+
+
+@pytest.fixture(scope="module")
+def template():
+    d = Path(tempfile.mkdtemp(prefix="nocry-drill-tpl-"))
+    res = Nocry(d / "unused-home").cli("drill", "init", d / "tree", "--files", "60", "--seed", "7")
+    assert res.code == 0, res
+    yield d / "tree"
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def work(template):
+    d = Path(tempfile.mkdtemp(prefix="nocry-att-"))
+    subprocess.run(["cp", "-a", str(template), str(d / "tree")], check=True)
+    (d / "home").mkdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _generated(tree: Path) -> dict[str, str]:
+    marker = json.loads((tree / ".nocry-drill").read_text())
+    return {f["path"]: f["blake3"] for f in marker["files"]}
+
+
+def _disk(tree: Path) -> dict[str, str]:
+    out = {}
+    for p in tree.rglob("*"):
+        rel = str(p.relative_to(tree))
+        if p.is_file() and not p.is_symlink() and not rel.startswith(".nocry-drill"):
+            out[rel] = blake3.blake3(p.read_bytes()).hexdigest()
+    return out
+
+
+def _tree_bytes(tree: Path) -> dict[str, str]:
+    return _disk(tree)
+
+
+def _wait_incident(n: Nocry, timeout: float = 15) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        incs = n.cli("incidents").json["incidents"]
+        if incs:
+            return incs
+        time.sleep(0.1)
+    return []
+
+
+def _attack(work: Path, scenario: str, canaries: bool = False) -> None:
+    tree = work / "tree"
+    (work / "home" / "config.toml").write_text(f"[canary]\nenabled = {'true' if canaries else 'false'}\n")
+    want = _generated(tree)
+    assert _disk(tree) == want
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        args = ["drill", "run", scenario, tree, "--timeout", "4", "--delay", "0.3" if scenario == "slow" else "0.01"]
+        if scenario == "slow":
+            args += ["--limit", "12"]
+        run = n.cli(*args, timeout=120)
+        assert run.code in (0, 1), run
+        incs = _wait_incident(n)
+        assert incs, f"{scenario}: not detected; drill said {run.out[-800:]}\n{n.log()[-2000:]}"
+        assert len(incs) == 1, [i["actor"] for i in incs]
+        inc = incs[0]
+        assert inc["state"] == "frozen", inc
+        # the attacker makes no change from 1 s after detection on
+        time.sleep(max(0.0, inc["detected_at"] + 1.0 - time.time()))
+        before = _tree_bytes(tree)
+        time.sleep(1.0)
+        assert _tree_bytes(tree) == before, f"{scenario}: files still change after the freeze"
+        touched = inc["objects_touched"]
+        n.sync()
+        res = n.cli("incident", "restore", str(inc["id"]), timeout=300)
+        assert res.code in (0, 1), res
+        assert res.json["failed"] == 0, res.json
+        # every generated file is back, bit-exact; ransom notes and encrypted copies are gone
+        got = _disk(tree)
+        lost = {p for p in want if got.get(p) != want[p]}
+        assert not lost, f"{scenario}: {len(lost)} files not restored: {sorted(lost)[:5]}"
+        extra = {p for p in set(got) - set(want) if not p.startswith("!")}  # decoys stay
+        assert not extra, f"{scenario}: left behind: {sorted(extra)[:5]}"
+        assert touched >= 1
+        kill = n.cli("incident", "kill", str(inc["id"]))
+        assert kill.code in (0, 1), kill
+        n.stop()
+
+
+@pytest.mark.parametrize("scenario", ATTACKS)
+def test_attack_is_detected_frozen_and_undone(work, scenario):
+    _attack(work, scenario)
+
+
+def test_decoys_catch_an_attack_on_their_first_touch(work):
+    _attack(work, "encrypt-in-place", canaries=True)
+
+
+@pytest.mark.parametrize("scenario", BENIGN)
+def test_ordinary_work_raises_nothing(work, scenario):
+    tree = work / "tree"
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        run = n.cli("drill", "run", scenario, tree, "--timeout", "20", timeout=120)
+        assert run.code == 0, run
+        assert run.json["outcome"] == "finished"
+        n.sync()
+        time.sleep(0.3)
+        assert n.cli("incidents").json["incidents"] == []
+        n.stop()
+
+
+def test_released_false_positive_carries_on_unharmed(work):
+    """Release thaws the actor and it finishes its work; nothing it did is undone."""
+    tree = work / "tree"
+    (work / "home" / "config.toml").write_text("[canary]\nenabled = false\n")
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        proc = subprocess.Popen(
+            [os.sys.executable, "-m", "nocry", "--json", "drill", "run", "encrypt-in-place", str(tree), "--delay", "0.02", "--timeout", "60"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        incs = _wait_incident(n)
+        assert incs and incs[0]["state"] == "frozen"
+        res = n.cli("incident", "release", str(incs[0]["id"]))
+        assert res.code == 0, res
+        out, _ = proc.communicate(timeout=120)
+        run = json.loads(out)
+        assert run["outcome"] == "finished", run
+        assert len(run["files_touched"]) >= len(_generated(tree))  # every file got processed
+        assert n.cli("incidents").json["incidents"][0]["state"] == "released"
+        n.stop()
