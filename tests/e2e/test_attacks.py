@@ -160,3 +160,22 @@ def test_released_false_positive_carries_on_unharmed(work):
         assert len(run["files_touched"]) >= len(_generated(tree))  # every file got processed
         assert n.cli("incidents").json["incidents"][0]["state"] == "released"
         n.stop()
+
+
+def test_observe_mode_alerts_without_acting(work):
+    tree = work / "tree"
+    (work / "home" / "config.toml").write_text("[canary]\nenabled = false\n")
+    with Nocry(work / "home") as n:
+        n.start(tree, extra=("--mode", "observe"))
+        assert n.status()["mode"] == "observe"
+        run = n.cli("drill", "run", "encrypt-in-place", tree, "--delay", "0.005", "--timeout", "30", timeout=120)
+        assert run.json["outcome"] == "finished", run  # nobody stopped it
+        incs = _wait_incident(n)
+        assert incs and incs[0]["state"] == "observed" and incs[0]["mode"] == "observe"
+        assert any(a["alert"] == "incident" for a in n.status()["recent_alerts"])
+        # the whole attack is in the incident, and undone by it
+        n.sync()
+        res = n.cli("incident", "restore", str(incs[0]["id"]), timeout=300)
+        assert res.json["failed"] == 0, res.json
+        assert _disk(tree) == _generated(tree)
+        n.stop()
