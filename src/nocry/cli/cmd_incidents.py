@@ -9,6 +9,7 @@ from rich.table import Table
 
 from nocry.capture.scan import Excluder
 from nocry.cli.cmd_status import open_vault
+from nocry.cli.output import when
 from nocry.config import RespondConfig
 from nocry.control import request
 from nocry.errors import EXIT_WARNINGS, DaemonError, NotRunning, RestoreFailed, UserError
@@ -35,9 +36,6 @@ def _store(home: Home) -> IncidentStore:
     return IncidentStore(path)
 
 
-def _when(ns: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9)) + f".{(ns // 1_000_000) % 1000:03d}"
-
 
 def run_list(args, printer) -> int:
     home = Home(args.home)
@@ -60,7 +58,7 @@ def run_list(args, printer) -> int:
             t.add_column(col)
         for r in recs:
             names = sorted({x["name"] for x in r["indicators"]})
-            t.add_row(str(r["id"]), r["state"], f"{r['actor'].get('label')} {r['actor'].get('exe')}", ",".join(map(str, r["actor"].get("pids", []))), _when(r["started_ns"]), f"{r['detection_delay_s']} s", str(r["objects_touched"]), ", ".join(names))
+            t.add_row(str(r["id"]), r["state"], f"{r['actor'].get('label')} {r['actor'].get('exe')}", ",".join(map(str, r["actor"].get("pids", []))), when(r["started_ns"]), f"{r['detection_delay_s']} s", str(r["objects_touched"]), ", ".join(names))
         c.print(t)
 
     printer.emit({"incidents": recs}, render)
@@ -92,7 +90,7 @@ def _show(home: Home, args, printer) -> int:
             c.print(f"  cmdline: {a['cmdline']}", markup=False)
         for p in a.get("processes", []):
             c.print(f"  pid {p['pid']} ({p['comm']}) {p['cmdline'][:100]}", markup=False)
-        c.print(f"started {_when(inc.started_ns)}, detected {_when(inc.detected_ns)} ({rec['detection_delay_s']} s later)")
+        c.print(f"started {when(inc.started_ns)}, detected {when(inc.detected_ns)} ({rec['detection_delay_s']} s later)")
         c.print("evidence:")
         for ind in inc.indicators[:40]:
             c.print(f"  {ind['name']:18} +{ind['weight']:<5} pid {ind['pid']:<7} {ind['path']}  {ind['detail']}", markup=False)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 
 from nocry.capture.scan import Excluder
 from nocry.cli.cmd_incidents import _exempt_self
 from nocry.cli.cmd_status import open_vault
+from nocry.cli.output import when
 from nocry.errors import EXIT_WARNINGS, RestoreFailed
 from nocry.home import Home
 from nocry.restore import apply_plan, make_plan
@@ -23,9 +23,6 @@ def register(sub, common) -> None:
     p.set_defaults(func=run_restore)
 
 
-def _when(ns: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9)) + f".{(ns // 1_000_000) % 1000:03d}"
-
 
 def run_restore(args, printer) -> int:
     home = Home(args.home)
@@ -38,7 +35,7 @@ def run_restore(args, printer) -> int:
             rec = {"at_ns": at_ns, "at": at_ns / 1e9, "dry_run": True, "counts": plan.counts(), "plan": [it.to_record() for it in plan.items], "warnings": plan.warnings}
 
             def render_plan(c) -> None:
-                c.print(f"restore to {_when(at_ns)} (dry run): " + ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items())))
+                c.print(f"restore to {when(at_ns)} (dry run): " + ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items())))
                 for it in plan.changes:
                     c.print(f"  {it.action:7} {os.fsdecode(it.path)}" + (f"  ({it.why})" if it.why else ""), markup=False)
                 for w in plan.warnings:
@@ -61,7 +58,7 @@ def run_restore(args, printer) -> int:
     }
 
     def render(c) -> None:
-        c.print(f"restored to {_when(at_ns)}: " + ", ".join(f"{n} {a}" for a, n in sorted(report.counts().items())))
+        c.print(f"restored to {when(at_ns)}: " + ", ".join(f"{n} {a}" for a, n in sorted(report.counts().items())))
         for o in report.failed:
             c.print(f"  FAILED {o.action} {os.fsdecode(o.path)}: {o.detail}", markup=False)
         for w in report.warnings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from nocry.cli.output import size
 from nocry.control import request
 from nocry.errors import DaemonError
 from nocry.home import Home
@@ -61,17 +62,10 @@ def run_status(args, printer) -> int:
         c.print(f"events: {status.get('events_total', 0)}   overflows: {status.get('overflows', 0)}   pending: {status.get('pending', 0)}")
         if status.get("capture_paused"):
             c.print(f"[bold red]capture paused: {status['capture_paused']}[/]")
-        c.print(f"vault: {v.get('objects', 0)} objects, {v.get('versions', 0)} versions, {_size(v.get('bytes_stored', 0))} stored for {_size(v.get('bytes_logical', 0))} logical")
+        c.print(f"vault: {v.get('objects', 0)} objects, {v.get('versions', 0)} versions, {size(v.get('bytes_stored', 0))} stored for {size(v.get('bytes_logical', 0))} logical")
         for a in alerts:
             c.print(f"alert: {a.get('alert')}: {a.get('message')}", markup=False)
 
     printer.emit(status, render)
     return 1 if status.get("capture_paused") else 0
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from nocry.cli.cmd_status import _size, open_vault
+from nocry.cli.cmd_status import open_vault
+from nocry.cli.output import size
 from nocry.errors import EXIT_WARNINGS, VaultCorrupt
 from nocry.home import Home
 
@@ -53,7 +54,7 @@ def run_stats(args, printer) -> int:
         stats,
         lambda c: c.print(
             f"{stats.get('objects')} objects, {stats.get('versions')} versions, {stats.get('chunks')} chunks in {stats.get('packs')} packs; "
-            f"{_size(stats.get('bytes_stored', 0))} stored for {_size(stats.get('bytes_logical', 0))} logical"
+            f"{size(stats.get('bytes_stored', 0))} stored for {size(stats.get('bytes_logical', 0))} logical"
         ),
     )
     return 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 
 from rich.table import Table
 
 from nocry.cli.cmd_status import open_vault
+from nocry.cli.output import when
 from nocry.errors import UserError
 from nocry.home import Home
 from nocry.restore.plan import normalise
@@ -45,7 +45,7 @@ def run_versions(args, printer) -> int:
                 extra = f" <- {os.fsdecode(r.renamed_from)}"
             t.add_row(
                 str(r.id),
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time_ns / 1e9)) + f".{(r.time_ns // 1_000_000) % 1000:03d}",
+                when(r.time_ns),
                 r.kind + extra,
                 str(r.size) if r.exists else "",
                 oct(stat.S_IMODE(r.mode)) if r.exists else "",
