@@ -70,7 +70,10 @@ class RetentionConfig:
     keep_all_days: int = 14
     #: then one version per object per day for this many days (counted from now)
     keep_daily_days: int = 90
-    #: the newest version of every object is kept forever, whatever its age
+    #: the daemon applies the policy (forget + prune) this often; 0: only `nocry vault prune`.
+    #: The newest version of every object is kept forever, whatever its age, and nothing from
+    #: before an open incident's start that a restore of it would need is ever dropped.
+    every_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ min_free_mib = 64
 [retention]
 keep_all_days = 14
 keep_daily_days = 90
+# the daemon thins the vault this often (0: only with `nocry vault prune`)
+every_hours = 24
 
 [detect]
 # An actor (process tree, session, uid) is judged hostile when its score reaches `threshold`

@@ -143,6 +143,8 @@ class Daemon:
         self._rescan_needed = False
         self._last_full_check = 0.0
         self._last_status = 0.0
+        # first thinning one period after start, not at once: a restart loop must not prune
+        self._last_retention = time.monotonic()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -263,6 +265,7 @@ class Daemon:
                 self._scan_all(reason="rescan")
             self._capture_due()
             now = time.monotonic()
+            self._maybe_retention(now)
             if now - self._last_status >= _STATUS_EVERY_S:
                 self._write_status()
                 sdnotify.notify("WATCHDOG=1")
@@ -307,6 +310,23 @@ class Daemon:
             self._capture_due(everything=True)
             self._write_status()
             req.done.set()
+
+    def _maybe_retention(self, now: float) -> None:
+        """Thin the vault on schedule, in this thread (the vault then has one writer), never
+        dropping what a restore of an open incident would need."""
+        every = self.config.retention.every_hours * 3600
+        if not every or self.paused or now - self._last_retention < every:
+            return
+        self._last_retention = now
+        assert self.vault is not None
+        hold = self.defence.earliest_open_start() if self.defence is not None else None
+        try:
+            forgot = self.vault.forget(self.config.retention, time.time_ns(), hold_after_ns=hold)
+            pruned = self.vault.prune()
+        except Exception as exc:  # noqa: BLE001 - retention must never stop capture
+            log.error("event=retention_failed error=%r", str(exc))
+            return
+        log.info("event=retention forget=%s prune=%s", forgot.to_record(), pruned.to_record())
 
     def _defend(self, fn, *args) -> None:
         """Detection must never stop capture: a bug there is logged (rate-limited), counted and

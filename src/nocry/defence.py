@@ -93,6 +93,11 @@ class Defence:
                     return True
         return False
 
+    def earliest_open_start(self) -> int | None:
+        """Start of the oldest incident not yet restored: retention keeps what came before it."""
+        starts = [i.started_ns for i in self.incidents.list() if i.restored_ns is None and i.state in ("frozen", "observed", "unfrozen")]
+        return min(starts) - self.config.detect.lookback_s * 1_000_000_000 if starts else None
+
     def stats(self) -> dict[str, Any]:
         return {
             "verdicts": self.verdicts,

@@ -62,12 +62,28 @@ def run_stats(args, printer) -> int:
 
 def run_prune(args, printer) -> int:
     home = Home(args.home)
+    hold = _open_incidents_start(home)
     vault = open_vault(home, readonly=False)
     try:
-        forget = vault.forget(home.config().retention, time.time_ns())
+        forget = vault.forget(home.config().retention, time.time_ns(), hold_after_ns=hold)
         prune = vault.prune()
     finally:
         vault.close()
     rec = {"forget": forget.to_record(), "prune": prune.to_record()}
     printer.emit(rec, lambda c: c.print(f"forget: {rec['forget']}\nprune: {rec['prune']}", markup=False))
     return 0
+
+
+def _open_incidents_start(home: Home) -> int | None:
+    """Nothing an open incident's restore needs may be thinned away."""
+    path = home.root / "incidents.sqlite"
+    if not path.exists():
+        return None
+    from nocry.incidents import IncidentStore
+
+    store = IncidentStore(path)
+    try:
+        starts = [i.started_ns for i in store.list() if i.restored_ns is None and i.state in ("frozen", "observed", "unfrozen")]
+    finally:
+        store.close()
+    return min(starts) - home.config().detect.lookback_s * 1_000_000_000 if starts else None
