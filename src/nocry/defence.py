@@ -16,13 +16,14 @@ import logging
 import os
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nocry.analyzer.model import ContentFeatures
 from nocry.config import Config
-from nocry.detector import Detector, Verdict, extension
+from nocry.detector import KNOWN_EXTS, Detector, Verdict, extension
 from nocry.events import FileEvent, Op, ProcessSeen, Subject
 from nocry.home import Home
 from nocry.incidents import IncidentStore
@@ -35,6 +36,10 @@ __all__ = ["Defence", "plant_canaries", "freeze_records", "CANARY_FILE"]
 log = logging.getLogger(__name__)
 
 CANARY_FILE = "canaries.json"
+#: new files remembered for a later replacement check (a bounded window)
+_MAX_NEW_FILES = 20_000
+#: names a ransom note is written under
+_NOTE_EXTS = frozenset({"txt", "html", "htm", "hta", "rtf", "md", "url", "log"})
 _WATCH_OPS = Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE | Op.ATTRIB
 
 
@@ -71,6 +76,7 @@ class Defence:
         self.analyze_seconds = 0.0
         self.verdicts = 0
         self._exempt: dict[int, int] = {}  # pid -> start time of processes never judged
+        self._new_files: deque = deque()  # (version, vault) of recent new files not analysed
 
     def close(self) -> None:
         self.incidents.close()
@@ -126,49 +132,95 @@ class Defence:
         self._feed(batch)
 
     def on_versions(self, stored: list[tuple[VersionRecord, VersionRecord | None]], vault) -> None:
-        """Analyse each new file version (or deletion) against the previous one."""
-        from nocry.analyzer import analyze
+        """Analyse each new file version (or deletion) against the previous one.
 
-        batch: list = []
+        A new file under a familiar extension harms nothing by itself, and extracting a tarball
+        makes thousands of them: it is only remembered (size, actor), and analysed later if a
+        deletion of a similar-sized original by the same actor makes it a replacement suspect.
+        A new file under an unknown extension (.WNCRY, .enc, random names) is analysed at once."""
         for rec, prev in stored:
             subj = rec.subject
+            old = prev if prev is not None and prev.exists else None
             if rec.exists:
-                if rec.ftype != FTYPE_FILE or rec.content is None or (prev is not None and prev.exists and prev.content == rec.content):
+                if rec.ftype != FTYPE_FILE or rec.content is None or (old is not None and old.content == rec.content):
                     continue
-                t0 = time.perf_counter()
-                try:
-                    f = analyze(rec.path, rec, prev if prev is not None and prev.exists else None, vault)
-                except Exception:  # noqa: BLE001 - one odd file must not stop detection
-                    log.exception("event=analyze_failed path=%r", rec.path)
+                if old is None and extension(rec.path) in KNOWN_EXTS:
+                    self._remember_new(rec, vault)
                     continue
-                copied = None
-                if prev is not None and prev.exists and prev.content != rec.content:
-                    copied = vault.other_path_with_content(rec.content, rec.path, rec.time_ns)
-                self.analyze_seconds += time.perf_counter() - t0
-                self.analyzed += 1
-                f = _with(f, rec, prev, subj, copied)
+                f = self._analyze(rec, old, vault)
+                if f is None:
+                    continue
             else:
-                if prev is None or not prev.exists or prev.ftype != FTYPE_FILE or rec.renamed_to is not None:
+                if old is None or old.ftype != FTYPE_FILE or rec.renamed_to is not None:
                     continue
+                self._analyze_suspects(rec, old, vault)
                 f = ContentFeatures(
                     path=rec.path,
                     time_ns=rec.time_ns,
                     subject_pid=subj.pid if subj else 0,
                     size=0,
-                    prev_size=prev.size,
+                    prev_size=old.size,
                     ext=extension(rec.path),
                     kind="deleted",
                     change="deleted",
                 )
-            if subj is not None:
-                self._announce(subj, rec.time_ns, batch)
-                if self._is_exempt(subj):
-                    batch.clear()
-                    continue
-            batch.append(f)
-            # judge file by file: a verdict must not wait for the analysis of the whole batch
-            self._feed(batch)
-            batch = []
+            self._judge(f, subj, rec.time_ns)
+
+    def _judge(self, f: ContentFeatures, subj: Subject | None, t: int) -> None:
+        batch: list = []
+        if subj is not None:
+            self._announce(subj, t, batch)
+            if self._is_exempt(subj):
+                return
+        batch.append(f)
+        # file by file: a verdict must not wait for the analysis of a whole batch
+        self._feed(batch)
+
+    def _analyze(self, rec: VersionRecord, old: VersionRecord | None, vault) -> ContentFeatures | None:
+        from nocry.analyzer import analyze
+
+        t0 = time.perf_counter()
+        try:
+            f = analyze(rec.path, rec, old, vault)
+            copied = vault.other_path_with_content(rec.content, rec.path, rec.time_ns) if old is not None else None
+        except Exception:  # noqa: BLE001 - one odd file must not stop detection
+            log.exception("event=analyze_failed path=%r", rec.path)
+            return None
+        finally:
+            self.analyze_seconds += time.perf_counter() - t0
+        self.analyzed += 1
+        return _with(f, rec, old, rec.subject, copied)
+
+    def _remember_new(self, rec: VersionRecord, vault) -> None:
+        window = self.config.detect.replace_window_s * 1_000_000_000
+        while self._new_files and self._new_files[0][0].time_ns < rec.time_ns - window:
+            self._new_files.popleft()
+        if len(self._new_files) < _MAX_NEW_FILES:
+            # keep the vault, not an open batch's view of it: by the time a deletion makes the
+            # file a suspect its batch is committed, and a batch must not be kept alive
+            self._new_files.append((rec, getattr(vault, "vault", vault)))
+        # a ransom note needs no analysis: the same small new file in several folders
+        if rec.size <= 65536 and extension(rec.path) in _NOTE_EXTS:
+            f = ContentFeatures(path=rec.path, time_ns=rec.time_ns, subject_pid=rec.subject.pid if rec.subject else 0, size=rec.size,
+                                ext=extension(rec.path), kind="text", content_hash=rec.content.hex() if rec.content else "", created=True)  # fmt: skip
+            self._judge(f, rec.subject, rec.time_ns)
+
+    def _analyze_suspects(self, gone: VersionRecord, old: VersionRecord, vault) -> None:
+        """An original was deleted: analyse the new files of similar size that its deleter (or
+        a process related to it) wrote lately, so that a replacement is seen for what it is."""
+        pid = gone.subject.pid if gone.subject else 0
+        if not pid or not self._new_files:
+            return
+        keep: deque = deque()
+        for rec, v in self._new_files:
+            cand = rec.subject.pid if rec.subject else 0
+            if cand and abs(rec.size - old.size) <= max(4096, old.size // 10) and self.detector.related(cand, pid):
+                f = self._analyze(rec, None, v)
+                if f is not None:
+                    self._judge(f, rec.subject, rec.time_ns)
+            else:
+                keep.append((rec, v))
+        self._new_files = keep
 
     # -- internals ---------------------------------------------------------------------------------
 

@@ -261,6 +261,10 @@ class Detector:
         # the note itself is damage to undo: every copy is one object
         return [Indicator("ransom_note", self.cfg.w_ransom_note if len(dirs) == self.cfg.note_dirs else 1.0, f.path, f.time_ns, pid, f"same new file in {len(dirs)} directories")]
 
+    def related(self, a: int, b: int) -> bool:
+        """Do two processes belong to one actor (a common ancestor below pid 1, or a session)?"""
+        return self._related(a, b)
+
     def _related(self, a: int, b: int) -> bool:
         if a == b:
             return True
