@@ -115,11 +115,15 @@ class DetectConfig:
     #: an incident also holds what its actor changed this long before its first damage
     lookback_s: int = 300
     #: extensions of documents (deleting them weighs more)
+    #: extensions of user documents: deleting or truncating them weighs; source code, markup and
+    #: configuration are left out (checkouts, builds and virtualenvs delete those all day; an
+    #: attack on them is seen by its content indicators)
     document_exts: tuple[str, ...] = (
-        "doc", "docx", "xls", "xlsx", "ppt", "pptx", "odt", "ods", "odp", "pdf", "rtf", "txt", "csv", "md",
-        "jpg", "jpeg", "png", "gif", "tif", "tiff", "heic", "eml", "msg", "pst", "sqlite", "db", "psd",
-        "dwg", "zip", "7z", "tar", "gz", "py", "c", "h", "java", "js", "go", "rs", "sql", "json", "xml",
-    )  # fmt: skip
+        "doc", "docx", "docm", "xls", "xlsx", "xlsm", "ppt", "pptx", "odt", "ods", "odp", "odg", "pdf", "rtf",
+        "txt", "csv", "md", "jpg", "jpeg", "png", "gif", "tif", "tiff", "heic", "raw", "psd", "svg", "mp3", "wav",
+        "flac", "mp4", "mov", "mkv", "avi", "eml", "msg", "pst", "mbox", "sqlite", "db", "mdb", "accdb", "dwg",
+        "dxf", "key", "pages", "numbers", "ods", "vsdx", "one",
+    )
 
 
 @dataclass(frozen=True)

@@ -387,7 +387,9 @@ class Daemon:
                 continue
             content = bool(ops & _CONTENT_OPS)
             if ops & (Op.DELETE | Op.DELETE_SELF):
-                due = now
+                # not at once: a file deleted and written again at once (tar extracting over a
+                # tree, some editors' saves) is a rewrite, and the debounce lets it be seen as one
+                due = now + self.cap.debounce_ms * 1_000_000
             elif ops & Op.CLOSE_WRITE and now - self._captured_at.get(ev.path, 0) > _QUIET_NS:
                 # the first save in a while is captured at once: the detector sees damage while it
                 # is still a handful of files; only files written again and again wait out the debounce

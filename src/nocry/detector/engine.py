@@ -46,11 +46,15 @@ KNOWN_EXTS = frozenset(
 _MAX_TOUCHED_PER_PID = 100_000
 _MAX_INDICATORS = 200
 _PRUNE_EVERY = 5000
+#: kinds that say nothing about a file's structure: a rewrite keeping them can still be damage
+_SHAPELESS = frozenset({"unknown", "zeros", "constant", "empty"})
+#: names compressors and archivers write: deleting originals after writing one is archiving
+ARCHIVE_EXTS = frozenset({"gz", "tgz", "zst", "zstd", "xz", "txz", "bz2", "tbz", "lz4", "lzma", "7z", "zip", "tar", "rar", "cab"})
 #: indicators that mean an object was harmed (a verdict needs min_objects of these); the others
 #: (a random new file, a same-type rewrite, breadth) only add to the score
 DAMAGE = frozenset(
     {"type_lost", "random_rewrite", "partial_encryption", "header_rewrite", "encoded", "zero_fill", "truncate",
-     "delete", "replace_original", "rename_new_ext", "ransom_note", "canary", "copied_over"}
+     "delete", "replace_original", "rename_new_ext", "canary", "copied_over"}
 )  # fmt: skip
 _MAX_CREATED = 200_000
 
@@ -69,8 +73,24 @@ def extension(path: bytes) -> str:
         return ""
 
 
+def _backup_ext(ext: str) -> bool:
+    """Editors' and rotators' names: file~, file.1, file.2 ..."""
+    return ext.endswith("~") or ext.isdigit()
+
+
 def _dirname(path: bytes) -> bytes:
     return path.rsplit(b"/", 1)[0]
+
+
+@dataclass
+class _Family:
+    """What a process and its siblings (same parent) did within replace_window_s."""
+
+    since: int = 0
+    archives: int = 0  # files written under archive/compressed names
+    written_dirs: set[bytes] = field(default_factory=set)  # directories it wrote files in
+    deleted_doc: int = 0
+    deleted_other: int = 0
 
 
 @dataclass
@@ -100,6 +120,7 @@ class Detector:
         self.recent_deletes: deque[tuple[int, int, bytes, int]] = deque()  # (time, size, path, pid)
         self.recent_new: deque[tuple[int, int, bytes, int]] = deque()
         self.created: dict[bytes, int] = {}  # path -> pid that created it (bounded, oldest dropped)
+        self.families: dict[int, _Family] = {}
         self.verdicts: list[Verdict] = []
         self._n = 0
         self.now_ns = 0
@@ -162,6 +183,11 @@ class Detector:
             self._touch(pid, ev.old_path, ev.time_ns)
         if ev.ops & Op.CREATE and not ev.is_dir:
             self._note_created(ev.path, pid)
+        if ev.ops & (Op.CREATE | Op.CLOSE_WRITE | Op.RENAME) and not ev.is_dir:
+            fam = self._family(pid, ev.time_ns)
+            fam.written_dirs.add(_dirname(ev.path))
+            if extension(ev.path) in ARCHIVE_EXTS:
+                fam.archives += 1
         found: list[Indicator] = []
         hit_canary = ev.path in self.canaries or (ev.old_path is not None and ev.old_path in self.canaries)
         if hit_canary and ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path.rsplit(b"/", 1)[-1] == ev.path.rsplit(b"/", 1)[-1]:
@@ -170,11 +196,29 @@ class Detector:
             found.append(Indicator("canary", self.cfg.w_canary, ev.old_path or ev.path, ev.time_ns, pid, f"decoy {ev.ops.names}"))
         if ev.ops & Op.RENAME and ev.old_path is not None and not ev.is_dir:
             old_ext, new_ext = extension(ev.old_path), extension(ev.path)
-            if new_ext != old_ext and new_ext and new_ext not in KNOWN_EXTS and not self._created_by_same_actor(ev.old_path, pid):
+            if new_ext != old_ext and new_ext and not _backup_ext(new_ext) and new_ext not in KNOWN_EXTS and not self._created_by_same_actor(ev.old_path, pid):
                 found.append(Indicator("rename_new_ext", self.cfg.w_rename_new_ext, ev.old_path, ev.time_ns, pid, f".{old_ext or '(none)'} -> .{new_ext}"))
         if ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path in self.created:
             self._note_created(ev.path, self.created[ev.old_path])
         return self._score(s, found, ev.time_ns)
+
+    def _family(self, pid: int, t: int) -> _Family:
+        s = self.procs.get(pid)
+        key = s.ppid if s is not None and s.ppid > 1 else pid
+        fam = self.families.get(key)
+        if fam is None or t - fam.since > self.cfg.replace_window_s * 1_000_000_000:
+            fam = self.families[key] = _Family(since=t)
+        return fam
+
+    def _ordinary_delete(self, fam: _Family, path: bytes) -> str | None:
+        """Why deleting this document is ordinary work, or None when it is damage."""
+        if fam.archives:
+            return "archived: the same process family just wrote an archive or compressed file"
+        if _dirname(path) in fam.written_dirs:
+            return "synchronised: the same process family writes files in this directory (checkout, rsync, extract)"
+        if fam.deleted_other > fam.deleted_doc:
+            return "mostly non-documents deleted (a build tree, a cache, a virtualenv)"
+        return None
 
     def _touch(self, pid: int, path: bytes, t: int) -> None:
         d = self.touched.get(pid)
@@ -201,10 +245,14 @@ class Detector:
         if f.change == "deleted":
             # removing what you made yourself (build outputs, temp files) is no damage at all
             if f.prev_size and not self._created_by_same_actor(f.path, pid):
-                w = c.w_delete_document if doc else c.w_delete_other
-                if w:
-                    # deleting documents harms; deleting other files (build outputs, caches) only adds a little
-                    found.append(Indicator("delete" if doc else "delete_other", w, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
+                fam = self._family(pid, t)
+                fam.deleted_doc += doc
+                fam.deleted_other += not doc
+                why = self._ordinary_delete(fam, f.path) if doc else "not a document"
+                if why is None:
+                    found.append(Indicator("delete", c.w_delete_document, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
+                elif c.w_delete_other:
+                    found.append(Indicator("delete_other", c.w_delete_other if not doc else 0.0, f.path, t, pid, why))
                 match = self._match(self.recent_new, f.prev_size, pid, t)
                 if match is not None:
                     found.append(Indicator("replace_original", c.w_replace_original, f.path, t, pid, f"original deleted after {os.fsdecode(match)} was written"))
@@ -237,7 +285,12 @@ class Detector:
             if f.looks_encoded and f.prev_kind != f.kind:
                 found.append(Indicator("encoded", c.w_encoded, f.path, t, pid, f"{f.prev_kind} -> base64/hex-like text"))
             prev_random = bool(f.prev_random)
-            if random_now and not prev_random:
+            # a file that still is what it was (jpeg -> jpeg, pdf -> pdf) was re-encoded, not
+            # encrypted: its randomness says nothing (compressed formats look random anyway)
+            same_type = f.kind == f.prev_kind and f.kind not in _SHAPELESS
+            if same_type:
+                pass
+            elif random_now and not prev_random:
                 found.append(Indicator("random_rewrite", c.w_random_rewrite, f.path, t, pid, f"entropy {f.prev_entropy or 0:.2f} -> {f.entropy:.2f}, ratio {f.compress_ratio:.2f}"))
             elif f.changed_blocks_random is not None and f.changed_blocks and f.changed_blocks_random >= 0.5:
                 if f.header_only_change:
@@ -245,7 +298,7 @@ class Detector:
                 else:
                     found.append(Indicator("partial_encryption", c.w_partial_encryption, f.path, t, pid, f"{f.changed_blocks:.0%} of blocks changed, {f.changed_blocks_random:.0%} of them random"))
             if not found and f.chunk_overlap == 0 and (f.changed_blocks or 0) >= 0.95 and f.kind == f.prev_kind and prev_size > 0:
-                if f.copied_from is not None:
+                if f.copied_from is not None and doc:
                     # plausible data: the content of another file written over this one
                     found.append(Indicator("copied_over", c.w_copied_over, f.path, t, pid, f"now holds the content of {os.fsdecode(f.copied_from)}"))
                 elif c.w_content_replaced:
@@ -325,6 +378,12 @@ class Detector:
                 a.score *= 2.0 ** (-(max(0, t - a.last_ns)) / (c.half_life_s * 1e9))
             a.last_ns = t
             for ind in found:
+                if ind.name == "ransom_note" and not a.damaged:
+                    # the same small file in many folders is also a LICENSE in every vendored
+                    # package: it only weighs when the same actor is already damaging files
+                    if len(a.indicators) < _MAX_INDICATORS:
+                        a.indicators.append(ind)
+                    continue
                 a.score += ind.weight
                 if ind.name in DAMAGE:
                     if ind.path not in a.damaged:
@@ -433,3 +492,6 @@ class Detector:
             self.touched_last.pop(pid, None)
         if len(self.notes) > 10_000:
             self.notes.clear()
+        window = self.now_ns - self.cfg.replace_window_s * 1_000_000_000
+        for key in [k for k, f in self.families.items() if f.since < window]:
+            del self.families[key]
