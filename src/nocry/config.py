@@ -102,7 +102,7 @@ class DetectConfig:
     w_rename_new_ext: float = 3.0
     w_replace_original: float = 4.0
     w_ransom_note: float = 6.0
-    w_delete_document: float = 2.5
+    w_delete_document: float = 1.5
     w_delete_other: float = 0.5
     w_canary: float = 100.0
     #: distinct directories damaged by one actor before the breadth bonus applies
@@ -227,7 +227,7 @@ w_random_new_file = 0.0      # a new random file alone harms nothing (backups wr
 w_rename_new_ext = 3.0       # renamed to a new or unknown extension
 w_replace_original = 4.0     # a new file written and a similar original deleted
 w_ransom_note = 6.0          # the same new file in several directories
-w_delete_document = 2.5
+w_delete_document = 1.5
 w_delete_other = 0.5
 w_canary = 100.0             # a decoy file was touched
 breadth_dirs = 3

@@ -84,13 +84,13 @@ def _dirname(path: bytes) -> bytes:
 
 @dataclass
 class _Family:
-    """What a process and its siblings (same parent) did within replace_window_s."""
+    """Deletions by one process tree (keyed by its topmost known ancestor) within replace_window_s."""
 
     since: int = 0
-    archives: int = 0  # files written under archive/compressed names
-    written_dirs: set[bytes] = field(default_factory=set)  # directories it wrote files in
     deleted_doc: int = 0
     deleted_other: int = 0
+    #: files written (created, saved, renamed into place) outside hidden directories
+    written: int = 0
 
 
 @dataclass
@@ -121,6 +121,8 @@ class Detector:
         self.recent_new: deque[tuple[int, int, bytes, int]] = deque()
         self.created: dict[bytes, int] = {}  # path -> pid that created it (bounded, oldest dropped)
         self.families: dict[int, _Family] = {}
+        self.archive_writes: deque[tuple[int, int]] = deque()  # (time, pid) of archive/compressed outputs
+        self.dir_writers: dict[bytes, tuple[int, int]] = {}  # directory -> (time, pid) of its last writer
         self.verdicts: list[Verdict] = []
         self._n = 0
         self.now_ns = 0
@@ -184,10 +186,13 @@ class Detector:
         if ev.ops & Op.CREATE and not ev.is_dir:
             self._note_created(ev.path, pid)
         if ev.ops & (Op.CREATE | Op.CLOSE_WRITE | Op.RENAME) and not ev.is_dir:
-            fam = self._family(pid, ev.time_ns)
-            fam.written_dirs.add(_dirname(ev.path))
-            if extension(ev.path) in ARCHIVE_EXTS:
-                fam.archives += 1
+            if len(self.dir_writers) >= _MAX_CREATED:
+                self.dir_writers.clear()
+            self.dir_writers[_dirname(ev.path)] = (ev.time_ns, pid)
+            if b"/." not in ev.path:
+                self._family(pid, ev.time_ns).written += 1
+            if extension(ev.path) in ARCHIVE_EXTS and (not self.archive_writes or self.archive_writes[-1][1] != pid):
+                self.archive_writes.append((ev.time_ns, pid))
         found: list[Indicator] = []
         hit_canary = ev.path in self.canaries or (ev.old_path is not None and ev.old_path in self.canaries)
         if hit_canary and ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path.rsplit(b"/", 1)[-1] == ev.path.rsplit(b"/", 1)[-1]:
@@ -203,21 +208,26 @@ class Detector:
         return self._score(s, found, ev.time_ns)
 
     def _family(self, pid: int, t: int) -> _Family:
-        s = self.procs.get(pid)
-        key = s.ppid if s is not None and s.ppid > 1 else pid
+        key = (self.lineage(pid) or [pid])[-1]
         fam = self.families.get(key)
         if fam is None or t - fam.since > self.cfg.replace_window_s * 1_000_000_000:
             fam = self.families[key] = _Family(since=t)
         return fam
 
-    def _ordinary_delete(self, fam: _Family, path: bytes) -> str | None:
+    def _ordinary_delete(self, fam: _Family, path: bytes, pid: int, t: int) -> str | None:
         """Why deleting this document is ordinary work, or None when it is damage."""
-        if fam.archives:
-            return "archived: the same process family just wrote an archive or compressed file"
-        if _dirname(path) in fam.written_dirs:
-            return "synchronised: the same process family writes files in this directory (checkout, rsync, extract)"
+        window = t - self.cfg.replace_window_s * 1_000_000_000
+        while self.archive_writes and self.archive_writes[0][0] < window:
+            self.archive_writes.popleft()
+        if any(self._related(w, pid) for _, w in self.archive_writes):
+            return "archived: a related process just wrote an archive or compressed file"
+        last = self.dir_writers.get(_dirname(path))
+        if last is not None and last[0] >= window and self._related(last[1], pid):
+            return "synchronised: a related process writes files in this directory (checkout, sync, extract)"
         if fam.deleted_other > fam.deleted_doc:
             return "mostly non-documents deleted (a build tree, a cache, a virtualenv)"
+        if fam.written >= fam.deleted_doc:
+            return "churn: the same process tree writes at least as many files as it deletes (a mirror, a sync)"
         return None
 
     def _touch(self, pid: int, path: bytes, t: int) -> None:
@@ -248,7 +258,7 @@ class Detector:
                 fam = self._family(pid, t)
                 fam.deleted_doc += doc
                 fam.deleted_other += not doc
-                why = self._ordinary_delete(fam, f.path) if doc else "not a document"
+                why = self._ordinary_delete(fam, f.path, pid, t) if doc else "not a document"
                 if why is None:
                     found.append(Indicator("delete", c.w_delete_document, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
                 elif c.w_delete_other:
@@ -388,7 +398,8 @@ class Detector:
                 if ind.name in DAMAGE:
                     if ind.path not in a.damaged:
                         a.damaged[ind.path] = ind.time_ns
-                    a.dirs.add(_dirname(ind.path))
+                    if ind.name != "delete":  # deleting across folders is what cleaning up does
+                        a.dirs.add(_dirname(ind.path))
                 if a.first_damage_ns == 0 or ind.time_ns < a.first_damage_ns:
                     a.first_damage_ns = ind.time_ns
                 if len(a.indicators) < _MAX_INDICATORS:
