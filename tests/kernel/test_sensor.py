@@ -391,7 +391,9 @@ def test_queue_overflow_becomes_an_overflow_event(tree: bytes, how: str) -> None
         assert sensor.overflows == 1
         op = Op.CREATE if how == "create" else Op.RENAME
         seen = [e for e in sink.file_events() if e.path.startswith(tree + b"/many/") and op in e.ops]
-        assert limit // 2 < len(seen) < n  # a queue's worth delivered, the rest lost and announced
+        # some delivered, the rest lost and announced. Not "a queue's worth": the mark covers the
+        # whole filesystem, so other processes' events share the queue on a busy machine
+        assert 0 < len(seen) < n
     finally:
         sink.release.set()
         sensor.stop()
