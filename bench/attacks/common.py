@@ -146,6 +146,50 @@ def loadavg() -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# which nocry is measured (as bench/core: --src worktree | head | REV | DIR)
+
+
+def src_state() -> dict[str, Any]:
+    """HEAD and a digest of the uncommitted changes under src/: compared at the start and the end
+    of a run, it tells whether the worktree code changed while it was measured."""
+    head = run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=False).stdout.strip()
+    diff = run(["git", "-C", str(REPO), "diff", "HEAD", "--", "src"], check=False).stdout
+    untracked = run(["git", "-C", str(REPO), "ls-files", "--others", "--exclude-standard", "--", "src"], check=False).stdout
+    return {"head": head, "src_dirty": bool(diff.strip() or untracked.strip()),
+            "src_digest": blake3.blake3((diff + untracked).encode()).hexdigest()[:16]}
+
+
+def setup_code(src: str, dest: Path) -> dict[str, Any]:
+    """Point every nocry process of the benchmark (CLI, daemons, drill workers) at the code to measure.
+
+    ``worktree``: the editable install of src/ that ``.venv/bin/nocry`` runs, uncommitted changes
+    included (and whatever is edited while the benchmark runs). ``head`` or any git REV: ``git
+    archive REV src`` into DEST, first on PYTHONPATH (daemons and drill workers inherit it), so the
+    figures belong to one commit. A directory: that ``src`` directory."""
+    info: dict[str, Any] = {"requested": src, **src_state()}
+    if src == "worktree":
+        os.environ.pop("PYTHONPATH", None)
+        info["source"] = "worktree (editable install of src/)"
+    elif os.path.isdir(src):
+        os.environ["PYTHONPATH"] = str(Path(src).resolve())
+        info["source"] = f"directory {Path(src).resolve()}"
+    else:
+        rev = "HEAD" if src == "head" else src
+        sha = run(["git", "-C", str(REPO), "rev-parse", "--verify", rev + "^{commit}"]).stdout.strip()
+        subject = run(["git", "-C", str(REPO), "log", "-1", "--format=%s", sha]).stdout.strip()
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha, "src"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        os.environ["PYTHONPATH"] = str(dest / "src")
+        info.update(source=f"git archive {sha[:7]} ({subject[:70]})", sha=sha)
+    info["nocry_module"] = run([PY, "-c", "import nocry; print(nocry.__file__)"]).stdout.strip()
+    if src != "worktree" and not info["nocry_module"].startswith(os.environ["PYTHONPATH"]):
+        raise SystemExit(f"--src {src}: nocry still imports from {info['nocry_module']}")
+    log(f"code under test: {info['source']} -> {info['nocry_module']}")
+    return info
+
+
+# --------------------------------------------------------------------------------------------
 # trees
 
 

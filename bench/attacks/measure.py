@@ -242,6 +242,7 @@ class ProtectedRun:
             (home / "config.toml").write_text(f"[canary]\nenabled = {'true' if self.decoys else 'false'}\n")
             self._t = time.monotonic()
             rec["daemon_pid"], rec["daemon_start_s"] = start_daemon(home, tree)
+            rec["daemon_pythonpath"] = _environ(rec["daemon_pid"]).get("PYTHONPATH")  # the code it runs (--src)
             self._phase("protect")
             before_attack()
             self._phase("wait_background")
@@ -339,6 +340,14 @@ class ProtectedRun:
             finish(home, self.work)
             self._phase("finish")
         return rec
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = open(f"/proc/{pid}/environ", "rb").read()
+    except OSError:
+        return {}
+    return dict(x.decode(errors="replace").split("=", 1) for x in raw.split(b"\0") if b"=" in x)
 
 
 def _incident_summary(s: dict[str, Any]) -> dict[str, Any]:

@@ -199,7 +199,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Run of {result['started']} ({'quick' if p['quick'] else 'full'} run, {result['minutes']:.1f} min): `{result['command']}`",
         "",
         f"- machine: {m['nproc']} vCPU ({m['cpu']}), {m['ram_gib']} GiB RAM, kernel {m['kernel']}, drill trees on {m['fs']}, "
-        f"Python {m['python']}, {m['nocry']}; code: {m['git_head']}{' + uncommitted changes in src/' if m['src_dirty'] else ''}",
+        f"Python {m['python']}, {m['nocry']}",
+        f"- code under test: {_code(result)}",
         f"- shared VM: other sessions were running tests and benchmarks at the same time (load average at start "
         f"{' '.join(m['loadavg_start'])}; machine CPU busy during the attacks, median {_pct(result.get('cpu_busy_median'))}). "
         "Latencies of tens of milliseconds move with that load.",
@@ -231,6 +232,19 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _code(result: dict[str, Any]) -> str:
+    c = result.get("code")
+    if not c:
+        m = result["machine"]
+        return f"worktree at {m['git_head']}{' + uncommitted changes in src/' if m['src_dirty'] else ''}"
+    out = c["source"]
+    if c.get("requested") == "worktree":
+        out += f" at {c['head'][:7]}{' + uncommitted changes' if c['src_dirty'] else ''}"
+        if c.get("changed_during_run"):
+            out += " — **src/ changed during the run: the runs measured mixed code**"
+    return out
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:.0f} %"
 
@@ -245,8 +259,8 @@ how many documents were damaged before the attacker was frozen, how long that to
 (not versioned).
 
 ```sh
-sudo .venv/bin/python bench/attacks/run.py            # the full run below (~30 min); rewrites this section's results
-sudo .venv/bin/python bench/attacks/run.py --quick    # 1 run per cell on 300 files (< 5 min); leaves the docs alone
+sudo .venv/bin/python bench/attacks/run.py            # the full run (3 runs per cell, ~30 min); rewrites the results block
+sudo .venv/bin/python bench/attacks/run.py --quick    # 1 run per cell on 300 files (~5-7 min); leaves the docs alone
 ```
 """
 

@@ -2,8 +2,8 @@
 time to freeze, and what `nocry incident restore` brings back.
 
     sudo .venv/bin/python bench/attacks/run.py             # full: 3 runs per cell, 2,000 files (~30 min)
-    sudo .venv/bin/python bench/attacks/run.py --runs 5    # 5 runs per cell (~50 min)
-    sudo .venv/bin/python bench/attacks/run.py --quick     # 1 run per cell, 300 files (< 5 min), docs untouched
+    sudo .venv/bin/python bench/attacks/run.py --runs 5    # 5 runs per cell (~45-50 min)
+    sudo .venv/bin/python bench/attacks/run.py --quick     # 1 run per cell, 300 files (~5-7 min), docs untouched
     sudo .venv/bin/python bench/attacks/run.py --scenarios encrypt-in-place,wipe-zero --configs off --rates full
 
 For each scenario (17 attacks of `nocry drill list`), configuration (decoys off: content and namespace
@@ -47,6 +47,8 @@ from common import (  # noqa: E402
     log,
     machine,
     marker_hashes,
+    setup_code,
+    src_state,
     median,
     nocry,
     rmtree,
@@ -75,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rates", default="full,realistic", help="full (--delay 0), realistic (--delay 0.01)")
     ap.add_argument("--drill-timeout", type=float, default=None, help="drill run --timeout: seconds without progress = frozen (default 1.5; --quick 0.5)")
     ap.add_argument("--speed-limit", type=int, default=None, help="files for the unimpeded realistic-rate speed run (default 200; --quick 20)")
+    ap.add_argument("--src", default="worktree",
+                    help="code to measure: worktree (default: the editable .venv install, edits during the run included), "
+                         "head or any git REV (a git archive of it on PYTHONPATH: one commit), or a src DIR")
     ap.add_argument("--tmp", default="/var/tmp", help="parent of the work dir (a disk filesystem, not tmpfs)")
     ap.add_argument("--template", default=None, help="reuse this drill tree (made by nocry drill init, never attacked) instead of making one")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
@@ -115,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     name = "quick" if a.quick else "full"
     out_file = RESULTS / f"attacks-{name}.json"
     log(f"work dir {work}; results -> {out_file}")
+    code = setup_code(a.src, work / "code")
     result: dict[str, Any] = {
-        "benchmark": "attacks", "started": started, "command": command_line(a, argv), "machine": machine(work),
+        "benchmark": "attacks", "started": started, "command": command_line(a, argv), "machine": machine(work), "code": code,
         "results_file": str(out_file.relative_to(RESULTS.parents[1])),
         "params": {"quick": a.quick, "runs": a.runs, "files": a.files, "seed": a.seed, "scenarios": a.scenarios, "configs": a.configs,
                    "rates": a.rates, "drill_timeout": a.drill_timeout, "speed_limit": a.speed_limit, "slow": {"delay": 1.0, "limit": SLOW_LIMIT},
@@ -181,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         if not a.keep:
             rmtree(work)
     result["minutes"] = round((time.monotonic() - t_start) / 60, 1)
+    end = src_state()
+    # with --src worktree, an edit of src/ (or a commit) during the run means the runs measured mixed code
+    result["code"]["changed_during_run"] = a.src == "worktree" and (end["head"], end["src_digest"]) != (code["head"], code["src_digest"])
+    result["code"]["at_end"] = end
+    if result["code"]["changed_during_run"]:
+        log("WARNING: src/ changed while the benchmark ran (--src worktree): the runs measured mixed code; use --src head")
     result["cpu_busy_median"] = median([r.get("cpu_busy_during_attack") for r in result["runs"]])
     result["aggregate"] = {"|".join(k): v for k, v in aggregate(result["runs"]).items()}
     _save(out_file, result)

@@ -163,7 +163,7 @@ def main() -> None:
             Figure("capture.copy_wall", "the `cp -a` itself (what the user waits for), nocry on / off",
                    median([r["nocry_copy_s"] for r in a]), "s",
                    ratio=median([r["nocry_copy_s"] / r["off_copy_s"] for r in a]), ratio_what="on / off",
-                   runs=runs_a, cmd="time cp -a $SRC/. $TREE/in  (nocry protecting $TREE vs not running)",
+                   runs=runs_a, cmd="time cp -a $SRC/. $T/in  (nocry protecting $T vs not running)",
                    raw=[(r["nocry_copy_s"], r["off_copy_s"]) for r in a]),
             Figure("capture.baseline", f"baseline of an existing tree: {describe_tree(meta_b)}",
                    median([r["nocry_MBps"] for r in b]), "MB/s",

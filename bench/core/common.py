@@ -852,8 +852,8 @@ def specs(quick: bool) -> dict[str, TreeSpec]:
     if quick:
         return {
             "small": TreeSpec("mixed-40m", files=400, total_bytes=40 << 20, seed=2),
-            "big": TreeSpec("mixed-120m", files=1200, total_bytes=120 << 20, seed=1),
-            "source": TreeSpec("source-40m", files=2500, total_bytes=40 << 20, seed=3, kinds="source",
+            "big": TreeSpec("mixed-80m", files=800, total_bytes=80 << 20, seed=1),
+            "source": TreeSpec("source-24m", files=1500, total_bytes=24 << 20, seed=3, kinds="source",
                                median_kib=8, sigma=1.2, max_frac=0.005),
         }
     return {

@@ -1,7 +1,7 @@
 """Run every core benchmark, print one table, refresh docs/benchmarks.md.
 
     sudo .venv/bin/python bench/core/run_all.py            # full: about 20-25 minutes
-    sudo .venv/bin/python bench/core/run_all.py --quick    # smoke run: under 3 minutes, docs untouched
+    sudo .venv/bin/python bench/core/run_all.py --quick    # smoke run: 2-3 minutes, docs untouched
     sudo .venv/bin/python bench/core/run_all.py --only capture,restore --src head
 
 Every module runs as its own process (bench/core/<module>.py) with one shared work dir under
@@ -49,7 +49,7 @@ END = "<!-- core-bench:end -->"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions (< 3 min); docs untouched")
+    ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions (2-3 min); docs untouched")
     ap.add_argument("--only", default=",".join(MODULES), help=f"comma-separated subset of {','.join(MODULES)}")
     ap.add_argument("--tmp", default="/var/tmp", help="parent of the work dir (disk filesystem; default /var/tmp)")
     ap.add_argument("--src", default="worktree", help="worktree (default), head or a git REV, or a src DIR")
