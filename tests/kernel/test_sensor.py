@@ -382,13 +382,14 @@ def test_queue_overflow_becomes_an_overflow_event(tree: bytes, how: str) -> None
         with act(code, tree):
             pass
         sink.release.set()
-        ov = sink.wait_for(lambda e: isinstance(e, Overflow), timeout=30)
+        # other processes on the same filesystem may add Overflow(unresolved) of their own
+        ov = sink.wait_for(lambda e: isinstance(e, Overflow) and e.reason == "queue_overflow", timeout=30)
         assert isinstance(ov, Overflow)
-        assert ov.reason == "queue_overflow" and ov.trees == (tree,)
+        assert ov.trees == (tree,)
         deadline = time.monotonic() + 10
         while sensor.overflows < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert sensor.overflows == 1
+        assert sensor.overflows >= 1
         op = Op.CREATE if how == "create" else Op.RENAME
         seen = [e for e in sink.file_events() if e.path.startswith(tree + b"/many/") and op in e.ops]
         # some delivered, the rest lost and announced. Not "a queue's worth": the mark covers the
