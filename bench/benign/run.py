@@ -216,15 +216,26 @@ def fmt(x, nd=2, suffix="") -> str:
     return "–" if x is None else f"{x:,.{nd}f}{suffix}"
 
 
-def table(rows: list[dict]) -> str:
-    out = ["| workload | what runs | events | incidents | wall on/off (median) | off s | nocry CPU s | n |", "|---|---|---|---|---|---|---|---|"]
+def _inc(r: dict | None) -> str:
+    if r is None:
+        return "–"
+    if r.get("skipped"):
+        return "skipped"
+    return (f"**{r['incidents']}** ({r['runs_with_incident']}/{r['runs']} runs)" if r["incidents"] else "0") + (" (errors)" if r["errors"] else "")
+
+
+def table(rows: list[dict], baseline: dict | None = None) -> str:
+    """The results table; with ``baseline`` (an earlier results file) a column of its incidents."""
+    before = {r["workload"]: r for r in (baseline or {}).get("workloads", [])}
+    bcol = f" incidents at {baseline['meta']['code']['label'].split(' (')[0].replace('git archive ', '')} |" if baseline else ""
+    out = [f"| workload | what runs | events | incidents |{bcol} wall on/off (median) | off s | nocry CPU s | n |",
+           "|---|---|---|---|" + ("---|" if baseline else "") + "---|---|---|---|"]
     for r in rows:
+        b = f" {_inc(before.get(r['workload']))} |" if baseline else ""
         if r.get("skipped"):
-            out.append(f"| {r['workload']} | {r['title']} | – | skipped | – | – | – | 0 |")
+            out.append(f"| {r['workload']} | {r['title']} | – | skipped |{b} – | – | – | 0 |")
             continue
-        inc = f"**{r['incidents']}** ({r['runs_with_incident']}/{r['runs']} runs)" if r["incidents"] else "0"
-        err = " (errors)" if r["errors"] else ""
-        out.append(f"| {r['workload']} | {r['title']} | {fmt(r['events'], 0)} | {inc}{err} | {fmt(r['ratio'], 2)} | {fmt(r['off_s'], 2)} | {fmt(r['cpu_s'], 2)} | {r['runs']} |")
+        out.append(f"| {r['workload']} | {r['title']} | {fmt(r['events'], 0)} | {_inc(r)} |{b} {fmt(r['ratio'], 2)} | {fmt(r['off_s'], 2)} | {fmt(r['cpu_s'], 2)} | {r['runs']} |")
     return "\n".join(out)
 
 
@@ -249,7 +260,7 @@ def incident_text(rows: list[dict]) -> str:
     return "\n".join(out) if out else "None."
 
 
-def docs_section(rows: list[dict], meta: dict) -> str:
+def docs_section(rows: list[dict], meta: dict, baseline: dict | None = None) -> str:
     m = meta["machine"]
     skipped = [r for r in rows if r.get("skipped")]
     errs = [r for r in rows if not r.get("skipped") and r["errors"]]
@@ -281,8 +292,14 @@ def docs_section(rows: list[dict], meta: dict) -> str:
         f"tests and benchmarks on the same VM): {meta['foreign_daemons']} at start, {meta['foreign_daemons_end']} at the end. "
         "Timings are noisy; incidents are not timing-dependent in the same way.",
         "",
-        table(rows),
+        table(rows, baseline),
         "",
+    ]
+    if baseline:
+        bm = baseline["meta"]
+        lines += [f"The column of earlier incidents comes from the run of {bm['date']} (`{bm['command']}`, code: {bm['code']['label']});",
+                  "its evidence:", "", incident_text(baseline["workloads"]), ""]
+    lines += [
         "### Incidents raised (false alarms), with the indicators that fired",
         "",
         incident_text(rows),
@@ -338,9 +355,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--marathon", action="store_true", help="also run the selected workloads one after another under one daemon and one session (default in a full run)")
     ap.add_argument("--no-marathon", action="store_true")
     ap.add_argument("--src", default="worktree", help="code to measure: worktree (default: the editable .venv install), head or a git REV (git archive of it, first on PYTHONPATH), or a src DIR")
+    ap.add_argument("--baseline", metavar="RESULTS", help="an earlier results file (bench/results/benign*.json): its incidents become a column of the table")
+    ap.add_argument("--from-results", metavar="RESULTS", help="run nothing: print (and with --docs write) the report of a saved results file")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args(argv)
 
+    baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+    if args.from_results:
+        saved = json.loads(Path(args.from_results).read_text())
+        print(table(saved["workloads"], baseline))
+        print()
+        print(incident_text(saved["workloads"]))
+        if args.docs and not args.no_docs:
+            write_docs(docs_section(saved["workloads"], saved["meta"], baseline))
+            log(f"wrote the benign section of {DOCS}")
+        return 0
     wls = all_workloads()
     if args.list:
         for w in wls:
@@ -432,11 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     meta["foreign_daemons_end"] = foreign_daemons({os.getpid()})
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"meta": meta, "workloads": rows}, indent=1, default=str))
-    print(table(rows))
+    print(table(rows, baseline))
     print()
     print(incident_text(rows))
     if write:
-        write_docs(docs_section(rows, meta))
+        write_docs(docs_section(rows, meta, baseline))
         log(f"wrote the benign section of {DOCS}")
     log(f"results: {RESULTS}")
     bad = sum(r.get("incidents", 0) for r in rows)
