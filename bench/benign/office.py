@@ -33,6 +33,6 @@ mkdir -p Exports/pdf Exports/docx
 {_SOFFICE} --convert-to docx --outdir Legal Legal/*.odt > /dev/null
 """,
         needs=("soffice",), apt=("libreoffice-writer-nogui",), assets=("lo-profile",), pre=_pre_profile, runs=3, timeout=900,
-        note="libreoffice-writer-nogui: ~150 MiB installed",
+        note="libreoffice-writer-nogui: ~200 MiB installed (the libreoffice-* packages)",
     ),
 ]  # fmt: skip

@@ -44,6 +44,7 @@ from bench.benign.common import PY, REPO, Assets, Leg, Missing, Workload, descri
 
 FAMILIES = [archive, crypto, copies, backup, vcs, build, office, media, data, userops]
 RESULTS = REPO / "bench" / "results" / "benign.json"
+EVIDENCE = REPO / "bench" / "results" / "benign-incidents"
 DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN = "<!-- benign:begin"
 END = "<!-- benign:end -->"
@@ -171,7 +172,7 @@ def summarize(wl: Workload, legs: list[tuple[Leg, Leg]]) -> dict:
     }
 
 
-def marathon(wls: list[Workload], assets: Assets, work: Path) -> dict:
+def marathon(wls: list[Workload], assets: Assets, work: Path, evidence: Path | None = None) -> dict:
     """A working day compressed: ONE daemon protecting one directory that holds a fresh tree per
     workload (each prepared before protection), and ONE terminal session (a bash) running every
     workload's script one after the other. Evidence that is harmless per program can add up at
@@ -200,6 +201,9 @@ def marathon(wls: list[Workload], assets: Assets, work: Path) -> dict:
         time.sleep(0.3)
         st1 = d.status()
         ev = incident_evidence(d.home)
+        if ev and evidence is not None:
+            evidence.parent.mkdir(parents=True, exist_ok=True)
+            evidence.write_text(json.dumps([e["show"] for e in ev], indent=1, default=str))
     finally:
         d.stop()
     failed = [line.split()[1] for line in ex.log_tail.splitlines() if line.startswith("FAILED ")]
@@ -281,9 +285,10 @@ def docs_section(rows: list[dict], meta: dict, baseline: dict | None = None) -> 
         "then left out of the ratio); `wall on/off`: median of the per-repetition ratios of the script's",
         "wall time; `nocry CPU s`: the daemon's utime+stime from just before the script until `nocry sync`",
         "returns after it. Scripts, every raw value and each incident's full evidence:",
-        "`bench/results/benign.json` (not versioned).",
+        "`bench/results/benign.json`, `bench/results/benign-incidents/STAMP/` (not versioned).",
         "",
-        f"Run of {meta['date']} ({meta['kind']}, {meta['minutes']:.1f} min): `{meta['command']}`",
+        f"Run of {meta['date']} ({meta['kind']}, {meta['minutes']:.1f} min): `{meta['command']}`"
+        + (f"; this report rendered from its saved results with `{meta['rendered']}`" if meta.get("rendered") else ""),
         "",
         f"- machine: {m['nproc']} vCPU ({m['cpu']}), {m['mem_gib']} GiB RAM, kernel {m['kernel']}, Debian {m['debian']}, "
         f"work dir on {meta['fs']}, Python {m['python']}",
@@ -363,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     if args.from_results:
         saved = json.loads(Path(args.from_results).read_text())
+        saved["meta"]["rendered"] = "sudo .venv/bin/python bench/benign/run.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
         print(table(saved["workloads"], baseline))
         print()
         print(incident_text(saved["workloads"]))
@@ -392,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(t_start)),
+        "stamp": time.strftime("%Y%m%d-%H%M%S", time.localtime(t_start)),
         "command": "sudo .venv/bin/python bench/benign/run.py" + ("".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))),
         "kind": "partial run" if args.only else ("quick run" if args.quick else "full run"),
         "machine": machine(),
@@ -420,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                     order = (False, True) if r % 2 == 0 else (True, False)
                     got: dict[bool, Leg] = {}
                     for on in order:
-                        evidence = REPO / "bench" / "results" / "benign-incidents" / f"{wl.name}-run{r}.json"
+                        evidence = EVIDENCE / meta["stamp"] / f"{wl.name}-run{r}.json"
                         got[on] = run_leg(wl, on, work / "legs" / wl.name, assets, keep_evidence=evidence)
                     on_leg, off_leg = got[True], got[False]
                     legs.append((on_leg, off_leg))
@@ -440,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         if (args.marathon or not (args.quick or args.only)) and not args.no_marathon:
             ok = [w for w in wls if not any(r["workload"] == w.name and r.get("skipped") for r in rows)]
             log(f"marathon: {len(ok)} workloads, one daemon, one session")
-            row = marathon(ok, assets, work)
+            row = marathon(ok, assets, work, EVIDENCE / meta["stamp"] / "marathon.json")
             log(f"marathon: {row['on_s']:.1f}s, events {row['events']}, cpu {row['cpu_s']:.1f}s, incidents {row['incidents']}")
             if row["incidents"]:
                 log(describe_incidents([{"summary": s} for s in row["incident_summaries"]]))

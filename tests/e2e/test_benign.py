@@ -14,7 +14,7 @@ fails with the evidence: the actor and every indicator that fired (name, count, 
 
 Programs missing -> skip with the apt package to install (a failure under
 NOCRY_TEST_DISALLOW_SKIP=1, see tests/conftest.py). Debian packages these tests use beyond a
-fresh Debian 12: zstd, gnupg, rsync, git, make, gcc, libc6-dev.
+minimal Debian 12: xz-utils, zstd, gnupg, rsync, git, make, gcc, libc6-dev.
 """
 
 from __future__ import annotations
