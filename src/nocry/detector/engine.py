@@ -263,7 +263,7 @@ class Detector:
                     found.append(Indicator("delete", c.w_delete_document, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
                 elif c.w_delete_other:
                     found.append(Indicator("delete_other", c.w_delete_other if not doc else 0.0, f.path, t, pid, why))
-                match = self._match(self.recent_new, f.prev_size, pid, t)
+                match = self._match(self.recent_new, f.prev_size, pid, t, f.path)
                 if match is not None:
                     found.append(Indicator("replace_original", c.w_replace_original, f.path, t, pid, f"original deleted after {os.fsdecode(match)} was written"))
                 self.recent_deletes.append((t, f.prev_size, f.path, pid))
@@ -275,7 +275,7 @@ class Detector:
             if suspicious_new:
                 if c.w_random_new_file:
                     found.append(Indicator("random_new_file", c.w_random_new_file, f.path, t, pid, f"entropy {f.entropy:.2f}, unknown type, .{f.ext}"))
-                match = self._match(self.recent_deletes, f.size, pid, t)
+                match = self._match(self.recent_deletes, f.size, pid, t, f.path)
                 if match is not None:
                     found.append(Indicator("replace_original", c.w_replace_original, match, t, pid, f"replaced by {os.fsdecode(f.path)}"))
                 self.recent_new.append((t, f.size, f.path, pid))
@@ -337,12 +337,15 @@ class Detector:
         sa, sb = self.procs.get(a), self.procs.get(b)
         return bool(sa and sb and sa.sid and sa.sid == sb.sid and sa.sid > 1)
 
-    def _match(self, recent: deque, size: int, pid: int, t: int) -> bytes | None:
+    def _match(self, recent: deque, size: int, pid: int, t: int, near: bytes) -> bytes | None:
+        """A recent counterpart of similar size, from a related process, in the same directory
+        (ransomware writes its output next to the original; git gc's objects elsewhere are not)."""
         window = self.cfg.replace_window_s * 1_000_000_000
         while recent and recent[0][0] < t - window:
             recent.popleft()
+        where = _dirname(near)
         for i, (tt, sz, path, p) in enumerate(recent):
-            if abs(sz - size) <= max(4096, size // 10) and self._related(pid, p):
+            if abs(sz - size) <= max(4096, size // 10) and _dirname(path) == where and self._related(pid, p):
                 del recent[i]
                 return path
         return None
