@@ -260,7 +260,7 @@ how many documents were damaged before the attacker was frozen, how long that to
 
 ```sh
 sudo .venv/bin/python bench/attacks/run.py            # the full run (3 runs per cell, ~30 min); rewrites the results block
-sudo .venv/bin/python bench/attacks/run.py --quick    # 1 run per cell on 300 files (~5-7 min); leaves the docs alone
+sudo .venv/bin/python bench/attacks/run.py --quick    # 1 run per cell on 300 files (~4 min); leaves the docs alone
 ```
 """
 

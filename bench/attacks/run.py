@@ -1,9 +1,10 @@
 """Attack benchmark: every drill scenario against a live nocry daemon, damage before the freeze,
 time to freeze, and what `nocry incident restore` brings back.
 
-    sudo .venv/bin/python bench/attacks/run.py             # full: 3 runs per cell, 2,000 files (~30 min)
+    sudo .venv/bin/python bench/attacks/run.py             # full: 3 runs per cell, 2,000 files (~25-30 min)
+    sudo .venv/bin/python bench/attacks/run.py --src head  # the same, of one commit (src/ edits during the run ignored)
     sudo .venv/bin/python bench/attacks/run.py --runs 5    # 5 runs per cell (~45-50 min)
-    sudo .venv/bin/python bench/attacks/run.py --quick     # 1 run per cell, 300 files (~5-7 min), docs untouched
+    sudo .venv/bin/python bench/attacks/run.py --quick     # 1 run per cell, 300 files (~4 min; more under load), docs untouched
     sudo .venv/bin/python bench/attacks/run.py --scenarios encrypt-in-place,wipe-zero --configs off --rates full
 
 For each scenario (17 attacks of `nocry drill list`), configuration (decoys off: content and namespace
@@ -20,7 +21,8 @@ evidence only; decoys on: the default configuration) and rate (full speed `--del
     nocry --home $H incident kill ID; nocry --home $H stop; rm -rf
 
 and each scenario once without nocry (attacker speed). Results: bench/results/attacks-full.json
-(or attacks-quick.json); a full run also rewrites the attacks section of docs/benchmarks.md.
+(or attacks-quick.json); a full run also rewrites the results block of the attacks section of
+docs/benchmarks.md (between its markers; the hand-written text around it stays).
 """
 
 from __future__ import annotations
