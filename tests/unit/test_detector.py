@@ -178,3 +178,28 @@ def test_removing_an_old_build_tree_is_no_attack():
     for i in range(2000):  # created before nocry started: no creator known
         out += det.feed(ContentFeatures(path=b"/t/build/d%d/o%d.o" % (i % 40, i), time_ns=i, subject_pid=960, size=0, prev_size=4000, ext="o", kind="deleted", change="deleted"))
     assert out == []
+
+
+def _note_after_damage(det: Detector, name: bytes, size: int, copied_from: bytes | None) -> set[str]:
+    """Two files destroyed, then the same small text file written into three folders."""
+    base(det)
+    w = proc(510, exe=b"/tmp/x")
+    det.feed(ProcessSeen(time_ns=0, subject=w))
+    seen: set[str] = set()
+    for i in range(2):
+        for v in det.feed(encrypted(b"/t/e%d/f.docx" % i, 510, S + i)):
+            seen |= {x.name for x in v.indicators}
+    for i in range(3):
+        note = ContentFeatures(path=b"/t/d%d/" % i + name, time_ns=2 * S + i, subject_pid=510, size=size, ext="txt", kind="text",
+                               created=True, content_hash="cd" * 32, copied_from=copied_from)  # fmt: skip
+        det.feed(note)
+    return seen | {x.name for a in det.actors.values() for x in a.indicators}
+
+
+def test_a_ransom_note_is_new_visible_and_more_than_a_few_bytes():
+    assert "ransom_note" in _note_after_damage(Detector(DetectConfig()), b"README.txt", 900, None)
+    # the same file extracted from an archive or copied from elsewhere in the tree
+    assert "ransom_note" not in _note_after_damage(Detector(DetectConfig()), b"README.txt", 900, b"/t/old/README.txt")
+    # a placeholder, and a hidden file
+    assert "ransom_note" not in _note_after_damage(Detector(DetectConfig()), b"README.txt", 40, None)
+    assert "ransom_note" not in _note_after_damage(Detector(DetectConfig()), b".README.txt", 900, None)

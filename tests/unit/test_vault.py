@@ -789,3 +789,16 @@ def test_kill_9_during_prune(tmp_path: Path) -> None:
         assert w.verify().warnings == [] and w.stats().packs < 30
         w.close()
     assert finished < 6  # most kills landed mid-prune
+
+
+def test_other_path_with_content_can_ask_for_another_file_name(tmp_path: Path) -> None:
+    v = mkvault(tmp_path)
+    data = b"quarterly figures\n" * 100
+    put(v, b"/t/mirror/Budget.xlsx", data, 10)
+    _, h = put(v, b"/t/new/Budget.xlsx", data, 20)
+    assert v.other_path_with_content(h, b"/t/new/Budget.xlsx", 30) == b"/t/mirror/Budget.xlsx"
+    assert v.other_path_with_content(h, b"/t/new/Budget.xlsx", 30, other_name=True) is None
+    put(v, b"/t/donor.xlsx", data, 25)
+    assert v.other_path_with_content(h, b"/t/new/Budget.xlsx", 30, other_name=True) == b"/t/donor.xlsx"
+    assert v.other_path_with_content(h, b"/t/new/Budget.xlsx", 25, other_name=True) is None  # not before 25
+    v.close()

@@ -107,6 +107,14 @@ class _Actor:
     judged: bool = False
 
 
+_CREATE, _RENAME = Op.CREATE.value, Op.RENAME.value
+_WRITTEN = (Op.CREATE | Op.CLOSE_WRITE | Op.RENAME).value
+_CANARY_HIT = (Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE).value
+
+#: smaller "notes" are placeholders (.gitkeep, empty READMEs), not ransom notes
+_NOTE_MIN = 128
+
+
 class Detector:
     def __init__(self, cfg: DetectConfig, *, canaries: frozenset[bytes] | set[bytes] = frozenset()):
         self.cfg = cfg
@@ -183,9 +191,10 @@ class Detector:
         self._touch(pid, ev.path, ev.time_ns)
         if ev.old_path is not None:
             self._touch(pid, ev.old_path, ev.time_ns)
-        if ev.ops & Op.CREATE and not ev.is_dir:
+        ops = ev.ops._value_  # plain ints: enum arithmetic is slow on this hot path
+        if ops & _CREATE and not ev.is_dir:
             self._note_created(ev.path, pid)
-        if ev.ops & (Op.CREATE | Op.CLOSE_WRITE | Op.RENAME) and not ev.is_dir:
+        if ops & _WRITTEN and not ev.is_dir:
             if len(self.dir_writers) >= _MAX_CREATED:
                 self.dir_writers.clear()
             self.dir_writers[_dirname(ev.path)] = (ev.time_ns, pid)
@@ -195,15 +204,15 @@ class Detector:
                 self.archive_writes.append((ev.time_ns, pid))
         found: list[Indicator] = []
         hit_canary = ev.path in self.canaries or (ev.old_path is not None and ev.old_path in self.canaries)
-        if hit_canary and ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path.rsplit(b"/", 1)[-1] == ev.path.rsplit(b"/", 1)[-1]:
+        if hit_canary and ops & _RENAME and ev.old_path is not None and ev.old_path.rsplit(b"/", 1)[-1] == ev.path.rsplit(b"/", 1)[-1]:
             hit_canary = False  # moved to another folder under its own name: reorganising, not damage
-        if hit_canary and ev.ops & (Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE):
+        if hit_canary and ops & _CANARY_HIT:
             found.append(Indicator("canary", self.cfg.w_canary, ev.old_path or ev.path, ev.time_ns, pid, f"decoy {ev.ops.names}"))
-        if ev.ops & Op.RENAME and ev.old_path is not None and not ev.is_dir:
+        if ops & _RENAME and ev.old_path is not None and not ev.is_dir:
             old_ext, new_ext = extension(ev.old_path), extension(ev.path)
             if new_ext != old_ext and new_ext and not _backup_ext(new_ext) and new_ext not in KNOWN_EXTS and not self._created_by_same_actor(ev.old_path, pid):
                 found.append(Indicator("rename_new_ext", self.cfg.w_rename_new_ext, ev.old_path, ev.time_ns, pid, f".{old_ext or '(none)'} -> .{new_ext}"))
-        if ev.ops & Op.RENAME and ev.old_path is not None and ev.old_path in self.created:
+        if ops & _RENAME and ev.old_path is not None and ev.old_path in self.created:
             self._note_created(ev.path, self.created[ev.old_path])
         return self._score(s, found, ev.time_ns)
 
@@ -316,6 +325,10 @@ class Detector:
         return self._score(s, found, t)
 
     def _ransom_note(self, f: ContentFeatures, pid: int) -> list[Indicator]:
+        # a note is written to be read: never hidden, never a few bytes, never a copy of a file
+        # the tree already held (an archive extracted, a folder copied)
+        if f.copied_from is not None or f.size < _NOTE_MIN or f.path.rsplit(b"/", 1)[-1].startswith(b"."):
+            return []
         dirs, paths = self.notes.setdefault(f.content_hash, (set(), set()))
         dirs.add(_dirname(f.path))
         paths.add(f.path)

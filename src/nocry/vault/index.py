@@ -318,15 +318,22 @@ class Index:
                 "WHERE o.path = ? ORDER BY v.time_ns DESC, v.id DESC", (path,)).fetchall()
         return [_record_of(r) for r in rows]
 
-    def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int) -> bytes | None:
+    def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int, *, other_name: bool = False) -> bytes | None:
         """A different object that held this exact content before ``before_ns`` (content copied
-        over from another file), or None. Uses the index on versions(content)."""
+        over from another file), or None; with ``other_name``, one whose file name differs too
+        (the same name elsewhere is a copy of the same document: a mirror, an update). Uses the
+        index on versions(content)."""
+        name = path.rsplit(b"/", 1)[-1]
         with self.lock:
-            row = self.con.execute(
+            rows = self.con.execute(
                 "SELECT o.path FROM versions v JOIN objects o ON o.id = v.object_id "
-                "WHERE v.content = ? AND o.path != ? AND v.time_ns < ? LIMIT 1",
-                (content_hash, path, before_ns)).fetchone()
-        return bytes(row[0]) if row else None
+                "WHERE v.content = ? AND o.path != ? AND v.time_ns < ? LIMIT 64",
+                (content_hash, path, before_ns)).fetchall()
+        for (other,) in rows:
+            other = bytes(other)
+            if not other_name or other.rsplit(b"/", 1)[-1] != name:
+                return other
+        return None
 
     def get_version(self, version_id: int) -> VersionRecord | None:
         with self.lock:
