@@ -43,6 +43,10 @@ class CaptureConfig:
     max_delay_ms: int = 1000
     #: one vault write batch (one pack flush + one index transaction) holds at most this many files
     batch_max_files: int = 512
+    #: captures made within this long share one vault write (one pack flush, one index commit);
+    #: a quiet moment commits at once. Longer: less CPU under write storms; shorter: a smaller
+    #: window of versions that a crash of the daemon would lose
+    group_commit_ms: int = 250
     #: shell-style patterns (matched against the path relative to its tree, and against the file
     #: name) of objects never captured, e.g. caches and build outputs
     exclude: tuple[str, ...] = ()
@@ -186,6 +190,8 @@ debounce_ms = 100
 # ... but never later than this after its first change
 max_delay_ms = 1000
 batch_max_files = 512
+# captures within this long share one vault commit (a quiet moment commits at once)
+group_commit_ms = 250
 # never capture these (shell patterns against the name or the path inside the tree)
 exclude = []
 # files above this size are recorded as metadata only (0: no limit)

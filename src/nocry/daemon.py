@@ -39,14 +39,19 @@ __all__ = ["Daemon", "SyncRequest"]
 
 log = logging.getLogger(__name__)
 
-_CONTENT_OPS = Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE
+_CREATE, _CLOSE_WRITE, _RENAME = Op.CREATE.value, Op.CLOSE_WRITE.value, Op.RENAME.value
+_WRITING = (Op.CREATE | Op.MODIFY).value
+_CONTENT = (Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE).value
+_GONE = (Op.DELETE | Op.DELETE_SELF).value
+_CAPTURE_OPS = (Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE | Op.ATTRIB | Op.DELETE_SELF).value
 _STATUS_EVERY_S = 1.0
 _RETRY_CHANGED_S = 0.5
 _FULL_CHECK_EVERY_S = 2.0
 #: a file not captured for this long is captured at its next close-write without debounce
 _QUIET_NS = 1_000_000_000
-_FIRST_BATCH = 4
 _DRAIN_S = 0.005
+#: an open vault batch is committed once no event came for this long
+_QUIET_COMMIT_NS = 20_000_000
 
 
 @dataclass
@@ -72,8 +77,11 @@ class BatchReader:
     def read_range(self, content_hash: bytes, offset: int, length: int) -> bytes:
         return self.vault.read_range(content_hash, offset, length)
 
-    def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int) -> bytes | None:
-        return self.vault.other_path_with_content(content_hash, path, before_ns)
+    def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int, *, other_name: bool = False) -> bytes | None:
+        return self.vault.other_path_with_content(content_hash, path, before_ns, other_name=other_name)
+
+    def history(self, path: bytes) -> list:
+        return self.vault.history(path)
 
 
 @dataclass
@@ -95,6 +103,9 @@ class _Pending:
     content: bool
     subject: Subject | None
     gen: int = 0
+    #: a writer has the file open (a create or write seen after its last close-write): capturing
+    #: now would store a half-written file (a truncated image, an empty page of a save)
+    writing_since: int = 0
 
 
 class Daemon:
@@ -140,6 +151,10 @@ class Daemon:
         self._captured_at: dict[bytes, int] = {}  # path -> monotonic ns of its last capture
         self._heap: list[tuple[int, int, bytes]] = []
         self._gen = 0
+        # group commit: the vault batch that captures share until it is committed
+        self._batch: Any = None
+        self._batch_opened = 0
+        self._last_event_ns = 0
         self._rescan_needed = False
         self._last_full_check = 0.0
         self._last_status = 0.0
@@ -231,6 +246,7 @@ class Daemon:
                 try:
                     self._drain_queue(block=False)
                     self._capture_due(everything=True)
+                    self._commit()
                 except Exception:  # noqa: BLE001
                     log.exception("event=final_capture_failed")
         if self.control is not None:
@@ -264,6 +280,7 @@ class Daemon:
             if self._rescan_needed and not self.paused:
                 self._scan_all(reason="rescan")
             self._capture_due()
+            self._maybe_commit()
             now = time.monotonic()
             self._maybe_retention(now)
             if now - self._last_status >= _STATUS_EVERY_S:
@@ -271,10 +288,55 @@ class Daemon:
                 sdnotify.notify("WATCHDOG=1")
 
     def _next_timeout(self) -> float:
-        if self._heap:
-            wait = (self._heap[0][0] - time.monotonic_ns()) / 1e9
+        wake = [self._heap[0][0]] if self._heap else []
+        if self._batch is not None:
+            wake.append(self._commit_due_ns())
+        if wake:
+            wait = (min(wake) - time.monotonic_ns()) / 1e9
             return min(max(wait, 0.0), _STATUS_EVERY_S)
         return _STATUS_EVERY_S
+
+    # -- group commit ----------------------------------------------------------------------------
+
+    def _commit_due_ns(self) -> int:
+        """An open batch is committed group_commit_ms after it was opened, or as soon as no
+        event came for a moment (a single save is not kept waiting for a storm that is not there)."""
+        quiet = self._last_event_ns + _QUIET_COMMIT_NS
+        return min(self._batch_opened + self.cap.group_commit_ms * 1_000_000, max(quiet, self._batch_opened))
+
+    def _open_batch(self):
+        assert self.vault is not None
+        if self._batch is None:
+            self._batch = self.vault.batch()
+            self._batch_opened = time.monotonic_ns()
+        return self._batch
+
+    def _maybe_commit(self) -> None:
+        b = self._batch
+        if b is not None and (b.files >= self.cap.batch_max_files or time.monotonic_ns() >= self._commit_due_ns()):
+            self._commit()
+
+    def _commit(self) -> bool:
+        """Commit the open batch, if any (before anything that reads the index or writes its
+        own batch: renames, rescans, retention, sync, stop). False when the vault is full."""
+        b, self._batch = self._batch, None
+        if b is None:
+            return True
+        try:
+            b.commit()
+        except VaultFull as exc:
+            self._vault_full(exc)
+            return False
+        except OSError as exc:
+            self._capture_failed(exc)
+            return False
+        return True
+
+    def _capture_failed(self, exc: BaseException) -> None:
+        self.capture_errors += 1
+        self.last_error = f"capture failed: {exc}"
+        log.error("event=capture_failed error=%r action=rescan", str(exc))
+        self._rescan_needed = True
 
     def _drain_queue(self, *, block: bool, timeout: float = 0.0) -> None:
         try:
@@ -308,6 +370,7 @@ class Daemon:
             if self._rescan_needed and not self.paused:
                 self._scan_all(reason="rescan")
             self._capture_due(everything=True)
+            self._commit()
             self._write_status()
             req.done.set()
 
@@ -319,6 +382,8 @@ class Daemon:
             return
         self._last_retention = now
         assert self.vault is not None
+        if not self._commit():
+            return
         hold = self.defence.earliest_open_start() if self.defence is not None else None
         try:
             forgot = self.vault.forget(self.config.retention, time.time_ns(), hold_after_ns=hold)
@@ -360,6 +425,7 @@ class Daemon:
         if self.defence is not None:
             self._defend(self.defence.on_events, events)
         now = time.monotonic_ns()
+        self._last_event_ns = now
         for ev in events:
             self.events_seen += 1
             if isinstance(ev, Overflow):
@@ -370,49 +436,69 @@ class Daemon:
                 continue
             if not isinstance(ev, FileEvent):
                 continue
-            ops = ev.ops
-            if not ops & (Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE | Op.ATTRIB | Op.DELETE_SELF):
+            ops = ev.ops._value_  # plain ints: enum arithmetic is slow on this hot path
+            if not ops & _CAPTURE_OPS:
                 continue  # reads: for the detector, not for capture
             if self.paused:
                 self._rescan_needed = True
                 continue
-            if ops & Op.RENAME and ev.old_path is not None:
+            if ops & _RENAME and ev.old_path is not None:
                 self._immediate_rename(ev)
                 continue
-            if ev.is_dir and ops & (Op.DELETE | Op.DELETE_SELF):
+            if ev.is_dir and ops & _GONE:
                 self._immediate_dir_gone(ev.path, ev.subject)
                 self._schedule_parent(ev.path, now)
                 continue
             if self.excluded(ev.path):
                 continue
-            content = bool(ops & _CONTENT_OPS)
-            if ops & (Op.DELETE | Op.DELETE_SELF):
+            content = bool(ops & _CONTENT)
+            if not ev.is_dir:
+                self._track_writer(ev.path, ops, now)
+            if ops & _GONE:
                 # not at once: a file deleted and written again at once (tar extracting over a
                 # tree, some editors' saves) is a rewrite, and the debounce lets it be seen as one
                 due = now + self.cap.debounce_ms * 1_000_000
-            elif ops & Op.CLOSE_WRITE and now - self._captured_at.get(ev.path, 0) > _QUIET_NS:
+            elif ops & _CLOSE_WRITE and now - self._captured_at.get(ev.path, 0) > _QUIET_NS:
                 # the first save in a while is captured at once: the detector sees damage while it
                 # is still a handful of files; only files written again and again wait out the debounce
                 due = now
-            elif ops & Op.CLOSE_WRITE or (ops & Op.CREATE and ev.is_dir):
+            elif ops & _CLOSE_WRITE or (ops & _CREATE and ev.is_dir):
                 due = now + self.cap.debounce_ms * 1_000_000
-            elif ops & Op.MODIFY or ops & Op.CREATE:
-                # still being written: wait for close-write, but not forever
-                self._schedule(ev.path, now + self.cap.max_delay_ms * 1_000_000, now, content, ev.subject, postpone=False)
+            elif ops & _WRITING:
+                # still being written: wait for its close-write, but not forever
+                p = self._pending.get(ev.path)
+                start = p.writing_since if p is not None and p.writing_since else now
+                self._schedule(ev.path, start + self.cap.max_delay_ms * 1_000_000, now, content, ev.subject, writer=True)
                 due = -1
             else:
                 due = now + self.cap.debounce_ms * 1_000_000
             if due >= 0:
                 self._schedule(ev.path, due, now, content, ev.subject)
-            if ops & (Op.CREATE | Op.DELETE | Op.DELETE_SELF):
+            if ops & (_CREATE | _GONE):
                 self._schedule_parent(ev.path, now)
-            if ev.is_dir and ops & Op.CREATE:
-                self._schedule_subtree(ev.path, now, ev.subject)
 
-    def _schedule(self, path: bytes, due_ns: int, now_ns: int, content: bool, subject: Subject | None, *, postpone: bool = True) -> None:
+    def _track_writer(self, path: bytes, ops: int, now_ns: int) -> None:
+        """Note whether a writer has ``path`` open. The kernel merges the flags of an unread
+        event, so a create or write merged with a close-write counts as closed."""
+        p = self._pending.get(path)
+        if ops & (_CLOSE_WRITE | _GONE):
+            if p is not None:
+                p.writing_since = 0
+        elif ops & _WRITING:
+            if p is None:
+                self._gen += 1
+                p = _Pending(due_ns=now_ns + self.cap.max_delay_ms * 1_000_000, first_ns=now_ns, content=True, subject=None, gen=self._gen)
+                self._pending[path] = p
+                heapq.heappush(self._heap, (p.due_ns, p.gen, path))
+            if not p.writing_since:
+                p.writing_since = now_ns
+
+    def _schedule(self, path: bytes, due_ns: int, now_ns: int, content: bool, subject: Subject | None, *, postpone: bool = True, writer: bool = False) -> None:
         """Capture ``path`` at ``due_ns``. An event that ``postpone``s (a close-write) moves an
         already pending capture to its own due time (debounce), never past first change +
-        max_delay; one that does not (a write still in progress) only ever brings it forward."""
+        max_delay. A ``writer`` event (a write still in progress) sets the capture to the
+        writer's start + max_delay: a capture made due by an earlier close-write must not catch
+        the file half-written; a writer that never closes is still captured every max_delay."""
         p = self._pending.get(path)
         if p is None:
             self._gen += 1
@@ -424,7 +510,12 @@ class Daemon:
         if subject is not None and (content or p.subject is None):
             p.subject = subject
         latest_allowed = p.first_ns + self.cap.max_delay_ms * 1_000_000
-        new_due = min(due_ns, latest_allowed) if postpone else min(due_ns, p.due_ns)
+        if writer:
+            new_due = due_ns
+        elif postpone:
+            new_due = min(due_ns, latest_allowed)
+        else:
+            new_due = min(due_ns, p.due_ns)
         if new_due != p.due_ns:
             p.due_ns = new_due
             self._gen += 1
@@ -436,13 +527,6 @@ class Daemon:
         if self._in_trees(parent):
             self._schedule(parent, now_ns + self.cap.debounce_ms * 1_000_000, now_ns, False, None)
 
-    def _schedule_subtree(self, path: bytes, now_ns: int, subject: Subject | None) -> None:
-        # a directory that appears with content (mkdir -p then fast writes, or moved in from outside)
-        report = ScanReport(tree=path)
-        for p, _st in walk_tree(path, self.excluded, report):
-            if p != path:
-                self._schedule(p, now_ns + self.cap.debounce_ms * 1_000_000, now_ns, True, subject)
-
     def _in_trees(self, path: bytes) -> bool:
         return any(path == t or path.startswith(t + b"/") for t in self.trees)
 
@@ -450,6 +534,8 @@ class Daemon:
 
     def _immediate_rename(self, ev: FileEvent) -> None:
         assert self.vault is not None
+        if not self._commit():
+            return
         old, new = ev.old_path, ev.path
         assert old is not None
         now = time.monotonic_ns()
@@ -518,6 +604,8 @@ class Daemon:
 
     def _immediate_dir_gone(self, path: bytes, subject: Subject | None) -> None:
         assert self.vault is not None
+        if not self._commit():
+            return
         for p in [p for p in self._pending if p == path or p.startswith(path + b"/")]:
             del self._pending[p]
         stored: list = []
@@ -553,60 +641,60 @@ class Daemon:
             self._captured_at[path] = now
         if len(self._captured_at) > 200_000:
             self._captured_at.clear()
-        # The first batches of a round are small: the analysis of a batch only runs once it is
-        # stored, and a fast attacker damages a file per millisecond meanwhile. Later batches
-        # are large, so a write storm still costs one pack flush per batch_max_files files.
-        i = 0
-        size = _FIRST_BATCH
-        while i < len(due):
-            self._capture_batch(due[i : i + size])
+        # Each file is judged as soon as it is in the open batch (the analysis does not wait for
+        # a commit); the batch is committed every group_commit_ms or batch_max_files files.
+        step = max(1, self.cap.batch_max_files)
+        for i in range(0, len(due), step):
+            self._capture_batch(due[i : i + step])
             if self.paused:
                 return
-            i += size
-            size = min(size * 4, self.cap.batch_max_files)
 
     def _capture_batch(self, items: list[tuple[bytes, _Pending]]) -> None:
         assert self.vault is not None
         retry: list[tuple[bytes, _Pending]] = []
         try:
-            with self.vault.batch() as batch:
-                for path, p in items:
-                    prev = self.vault.latest(path)
-                    try:
-                        rec = snapshot(
-                            batch,
-                            path,
-                            prev,
-                            time.time_ns(),
-                            subject=p.subject,
-                            reason="event",
-                            content_may_have_changed=p.content,
-                            max_file_bytes=self.cap.max_file_bytes,
-                        )
-                    except ChangedWhileRead:
-                        retry.append((path, p))
-                        continue
-                    except Unreadable as exc:
-                        self._warn_unreadable(path, str(exc))
-                        continue
-                    if rec is not None:
-                        if rec.exists:
-                            self.versions_stored += 1
-                        else:
-                            self.tombstones_stored += 1
-                        if self.defence is not None:
-                            # judged now, from the live file and the batch's own chunk list: a
-                            # verdict must not wait for the pack flush at the end of the batch
-                            self._defend(self.defence.on_versions, [(rec, prev)], BatchReader(self.vault, batch))
+            batch = self._open_batch()
+            reader = BatchReader(self.vault, batch)
+            for path, p in items:
+                prev = batch.latest(path) or self.vault.latest(path)
+                try:
+                    rec = snapshot(
+                        batch,
+                        path,
+                        prev,
+                        time.time_ns(),
+                        subject=p.subject,
+                        reason="event",
+                        content_may_have_changed=p.content,
+                        max_file_bytes=self.cap.max_file_bytes,
+                    )
+                except ChangedWhileRead:
+                    retry.append((path, p))
+                    continue
+                except Unreadable as exc:
+                    self._warn_unreadable(path, str(exc))
+                    continue
+                if rec is not None:
+                    if rec.exists:
+                        self.versions_stored += 1
+                    else:
+                        self.tombstones_stored += 1
+                    if self.defence is not None:
+                        # judged now, from the live file and the batch's own chunk list: a
+                        # verdict must not wait for the batch's commit
+                        self._defend(self.defence.on_versions, [(rec, prev)], reader)
         except VaultFull as exc:
+            self._batch = None  # the batch aborted itself
             self._vault_full(exc)
             return
         except OSError as exc:
-            self.capture_errors += 1
-            self.last_error = f"capture failed: {exc}"
-            log.error("event=capture_failed error=%r action=rescan", str(exc))
-            self._rescan_needed = True
+            if self._batch is not None:
+                self._batch.abort()
+                self._batch = None
+            self._capture_failed(exc)
             return
+        if batch.files >= self.cap.batch_max_files:
+            self._commit()
         now = time.monotonic_ns()
         for path, p in retry:
             self._schedule(path, now + int(_RETRY_CHANGED_S * 1e9), now, True, p.subject)
@@ -617,6 +705,8 @@ class Daemon:
 
     def _scan_all(self, reason: str) -> None:
         assert self.vault is not None
+        if not self._commit():
+            return
         self._rescan_needed = False
         self.last_scan = []
         for tree in self.trees:
@@ -650,6 +740,9 @@ class Daemon:
 
     def _vault_full(self, exc: Exception) -> None:
         assert self.vault is not None
+        if self._batch is not None:
+            self._batch.abort()  # its versions are taken again by the rescan once space is back
+            self._batch = None
         if not self.paused:
             self.paused = "vault_full"
             msg = f"the vault's disk is full: capture paused ({exc}); free space in {self.home.vault_dir}"

@@ -40,7 +40,8 @@ CANARY_FILE = "canaries.json"
 _MAX_NEW_FILES = 20_000
 #: names a ransom note is written under
 _NOTE_EXTS = frozenset({"txt", "html", "htm", "hta", "rtf", "md", "url", "log"})
-_WATCH_OPS = Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE | Op.ATTRIB
+_NOTE_MAX = 65536
+_WATCH_OPS = (Op.CREATE | Op.MODIFY | Op.CLOSE_WRITE | Op.RENAME | Op.DELETE | Op.ATTRIB).value
 
 
 class Defence:
@@ -77,6 +78,7 @@ class Defence:
         self.verdicts = 0
         self._exempt: dict[int, int] = {}  # pid -> start time of processes never judged
         self._new_files: deque = deque()  # (version, vault) of recent new files not analysed
+        self._first_seen: dict[bytes, int] = {}  # content of a new small file -> when first seen
 
     def close(self) -> None:
         self.incidents.close()
@@ -119,7 +121,7 @@ class Defence:
     def on_events(self, events: list) -> None:
         batch: list = []
         for ev in events:
-            if not isinstance(ev, FileEvent) or not ev.ops & _WATCH_OPS:
+            if not isinstance(ev, FileEvent) or not ev.ops._value_ & _WATCH_OPS:
                 continue
             subj = self._complete(ev.subject)
             if subj is not ev.subject:
@@ -141,6 +143,8 @@ class Defence:
         for rec, prev in stored:
             subj = rec.subject
             old = prev if prev is not None and prev.exists else None
+            if old is not None and old.size == 0 and rec.exists and rec.size:
+                old = self._before_truncation(rec, old, vault)
             if rec.exists:
                 if rec.ftype != FTYPE_FILE or rec.content is None or (old is not None and old.content == rec.content):
                     continue
@@ -166,6 +170,22 @@ class Defence:
                 )
             self._judge(f, subj, rec.time_ns)
 
+    def _before_truncation(self, rec: VersionRecord, empty: VersionRecord, vault) -> VersionRecord:
+        """A file emptied and then written again (opened with O_TRUNC, captured in between) is
+        judged against what it held before it was emptied: a re-encoded image against the old
+        image, an encrypted document against the plain one. That holds across a rename away or
+        a deletion just before (mogrify renames the original to NAME~, creates NAME empty, then
+        writes it; some ransomware does the same), within the detector's lookback."""
+        lookback = self.config.detect.lookback_s * 1_000_000_000
+        for v in vault.history(rec.path):
+            if v.time_ns > empty.time_ns or v.id == empty.id or not v.exists:
+                continue
+            if v.time_ns < rec.time_ns - lookback:
+                break
+            if v.size and v.ftype == FTYPE_FILE:
+                return v
+        return empty
+
     def _judge(self, f: ContentFeatures, subj: Subject | None, t: int) -> None:
         batch: list = []
         if subj is not None:
@@ -182,7 +202,7 @@ class Defence:
         t0 = time.perf_counter()
         try:
             f = analyze(rec.path, rec, old, vault)
-            copied = vault.other_path_with_content(rec.content, rec.path, rec.time_ns) if old is not None else None
+            copied = self._copy_source(rec, old is None, vault)
         except Exception:  # noqa: BLE001 - one odd file must not stop detection
             log.exception("event=analyze_failed path=%r", rec.path)
             return None
@@ -191,18 +211,36 @@ class Defence:
         self.analyzed += 1
         return _with(f, rec, old, rec.subject, copied)
 
+    def _copy_source(self, rec: VersionRecord, created: bool, vault) -> bytes | None:
+        """Another file that held this content before: for a rewrite, one under another name
+        (a document overwritten with another's content, as wipers do; the same name elsewhere is
+        a mirror being updated); for a small new file, one from before the first copy of this
+        content appeared (a file extracted or copied from the tree is not a ransom note)."""
+        if rec.content is None:
+            return None
+        if not created:
+            return vault.other_path_with_content(rec.content, rec.path, rec.time_ns, other_name=True)
+        if rec.size > _NOTE_MAX:
+            return None
+        if len(self._first_seen) > 10_000:
+            self._first_seen.clear()
+        first = self._first_seen.setdefault(rec.content, rec.time_ns)
+        return vault.other_path_with_content(rec.content, rec.path, first)
+
     def _remember_new(self, rec: VersionRecord, vault) -> None:
         window = self.config.detect.replace_window_s * 1_000_000_000
         while self._new_files and self._new_files[0][0].time_ns < rec.time_ns - window:
             self._new_files.popleft()
         if len(self._new_files) < _MAX_NEW_FILES:
-            # keep the vault, not an open batch's view of it: by the time a deletion makes the
-            # file a suspect its batch is committed, and a batch must not be kept alive
-            self._new_files.append((rec, getattr(vault, "vault", vault)))
+            # the daemon's view of the vault: while the file's batch is open (group commit) its
+            # chunk list is in the batch; once committed, the batch drops what it knew and the
+            # view reads the vault itself
+            self._new_files.append((rec, vault))
         # a ransom note needs no analysis: the same small new file in several folders
-        if rec.size <= 65536 and extension(rec.path) in _NOTE_EXTS:
+        if rec.size <= _NOTE_MAX and extension(rec.path) in _NOTE_EXTS:
             f = ContentFeatures(path=rec.path, time_ns=rec.time_ns, subject_pid=rec.subject.pid if rec.subject else 0, size=rec.size,
-                                ext=extension(rec.path), kind="text", content_hash=rec.content.hex() if rec.content else "", created=True)  # fmt: skip
+                                ext=extension(rec.path), kind="text", content_hash=rec.content.hex() if rec.content else "", created=True,
+                                copied_from=self._copy_source(rec, True, vault))  # fmt: skip
             self._judge(f, rec.subject, rec.time_ns)
 
     def _analyze_suspects(self, gone: VersionRecord, old: VersionRecord, vault) -> None:

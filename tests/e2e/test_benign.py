@@ -50,15 +50,7 @@ def test_the_subset_is_the_representative_one():
     }  # fmt: skip
 
 
-#: Known open bug (issue 4): under load, git checkout's unlink + re-create of a file can be captured
-#: as an empty version in between, which reads as a truncation. Shown as XFAIL/XPASS, never hidden.
-_KNOWN_RACES = {"git-clone-commit-gc": "capture race: unlink + re-create captured as a truncate-to-0 under load"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(reason=_KNOWN_RACES[n], strict=False)) if n in _KNOWN_RACES else n for n in TESTED],
-)
+@pytest.mark.parametrize("name", TESTED)
 def test_real_program_raises_no_incident(name, assets):
     wl = WORKLOADS[name]
     miss = missing_programs(wl)

@@ -225,3 +225,29 @@ def test_unreadable_file_is_a_warning_not_a_crash(work):
         assert len(versions) == 2
     finally:
         n.stop()
+
+
+def test_a_file_being_rewritten_is_not_captured_half_written(work):
+    """A save lands, and within the debounce another writer truncates the file and takes its time
+    to write the new content (an image re-encoded in place): the capture that the first save made
+    due must wait for the second writer's close, never store the emptied file."""
+    tree = work / "tree"
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        for i in range(3):
+            path = tree / f"photo{i}.jpg"
+            _write(path, b"\xff\xd8\xff\xe0" + os.urandom(50_000))  # first save: captured at once
+            time.sleep(0.03)
+            _write(path, b"\xff\xd8\xff\xe0" + os.urandom(40_000))  # a second save makes a capture due in 100 ms
+            time.sleep(0.02)
+            with open(path, "r+b") as f:
+                f.truncate(0)  # the third writer empties the file ...
+                f.flush()
+                time.sleep(0.4)  # ... encodes for longer than the debounce ...
+                f.write(b"\xff\xd8\xff\xe0" + os.urandom(30_000))  # ... and writes
+        n.sync()
+        for i in range(3):
+            versions = n.cli("versions", tree / f"photo{i}.jpg", check=0).json["versions"]
+            sizes = [v["size"] for v in versions]
+            assert 0 not in sizes, sizes
+            assert sizes[0] == 30_004, sizes

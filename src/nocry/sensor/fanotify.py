@@ -100,12 +100,20 @@ _OWN_PID: Collection[int] = ("own pid",)  # type: ignore[assignment]  # sentinel
 
 
 def ops_from_mask(mask: int) -> Op:
-    """Kernel event mask -> :class:`Op` flags (FAN_ONDIR and unknown bits are ignored)."""
-    ops = Op(0)
-    for bit, op in _MASK_TO_OP:
-        if mask & bit:
-            ops |= op
+    """Kernel event mask -> :class:`Op` flags (FAN_ONDIR and unknown bits are ignored).
+    Memoised: a handful of masks recur, and enum arithmetic costs microseconds per event."""
+    ops = _OPS_OF_MASK.get(mask)
+    if ops is None:
+        ops = Op(0)
+        for bit, op in _MASK_TO_OP:
+            if mask & bit:
+                ops |= op
+        if len(_OPS_OF_MASK) < 4096:
+            _OPS_OF_MASK[mask] = ops
     return ops
+
+
+_OPS_OF_MASK: dict[int, Op] = {}
 
 
 def _canonical(path: bytes | str) -> bytes:

@@ -327,10 +327,11 @@ class Vault:
 
     # -- reading content -------------------------------------------------------------------------
 
-    def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int) -> bytes | None:
-        """Another object that held exactly this content before ``before_ns`` (None if none)."""
+    def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int, *, other_name: bool = False) -> bytes | None:
+        """Another object that held exactly this content before ``before_ns`` (None if none);
+        with ``other_name``, one under a different file name."""
         self._check_usable()
-        return self._index.other_path_with_content(content_hash, path, before_ns)
+        return self._index.other_path_with_content(content_hash, path, before_ns, other_name=other_name)
 
     def has_content(self, content_hash: bytes) -> bool:
         self._check_usable()
@@ -549,6 +550,7 @@ class Batch:
         self._chunk_len: dict[bytes, int] = {}  # raw length of every chunk put in this batch
         self._known_contents: set[bytes] = set()
         self._versions: list[VersionRecord] = []
+        self._latest: dict[bytes, VersionRecord] = {}
         self._buf: bytearray | None = None
         self.committed_ids: list[int] = []
         self.state = "open"  # open, committed, aborted
@@ -695,6 +697,15 @@ class Batch:
                                  "and is not in the vault")
             self._known_contents.add(h)
         self._versions.append(rec)
+        self._latest[rec.path] = rec
+
+    def latest(self, path: bytes) -> VersionRecord | None:
+        """The newest version of path added to this open batch (None: none, or not open)."""
+        return self._latest.get(path)
+
+    @property
+    def files(self) -> int:
+        return len(self._versions)
 
     # -- ending ----------------------------------------------------------------------------------
 
@@ -717,6 +728,13 @@ class Batch:
         self.committed_ids = ids
         self.state = "committed"
         self._release()
+        # what this batch knew is in the index now: readers that kept the batch (the analyzer's
+        # BatchReader) fall through to the vault, and the memory is freed
+        self._contents.clear()
+        self._chunk_len.clear()
+        self._seen.clear()
+        self._known_contents.clear()
+        self._latest.clear()
         return ids
 
     def abort(self) -> None:
