@@ -54,7 +54,7 @@ WORKLOADS = [
         script="""
 find Photos Shared -name '*.jpg' -print0 | xargs -0 mogrify -resize 50% -quality 85
 """,
-        needs=("mogrify", "xargs"), apt=("imagemagick",),
+        needs=("mogrify", "xargs"), apt=("imagemagick",), quick=True, tested=True,
     ),
     Workload(
         "pillow-reencode", "media",

@@ -46,7 +46,7 @@ def assets():
 def test_the_subset_is_the_representative_one():
     assert set(TESTED) == {
         "tar-create-extract", "tar-remove-files", "gzip-r", "zstd-rm", "gpg-symmetric", "cp-a", "rsync",
-        "git-clone-commit-gc", "sqlite", "editor-atomic-save", "rm-rf-build", "mass-mv",
+        "git-clone-commit-gc", "sqlite", "editor-atomic-save", "rm-rf-build", "mass-mv", "mogrify-resize",
     }  # fmt: skip
 
 
