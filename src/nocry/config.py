@@ -26,8 +26,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SensorConfig:
-    #: report opens, reads and close-nowrite (needed for theft detection; costs events)
-    watch_reads: bool = True
+    #: report opens and close-nowrite of files too (for bulk-read evidence; no detector uses
+    #: them yet, and they multiply the events of the whole filesystem: off by default)
+    watch_reads: bool = False
     #: ask the kernel for an unbounded event queue (FAN_UNLIMITED_QUEUE); off keeps the kernel's
     #: default of 16384 queued events, after which an overflow triggers a rescan
     unlimited_queue: bool = False
@@ -178,8 +179,8 @@ DEFAULT_TOML = """\
 mode = "enforce"
 
 [sensor]
-# report opens and reads too (bulk-theft detection needs them)
-watch_reads = true
+# report opens and close-nowrite too (read evidence; no detector uses it yet; costs events)
+watch_reads = false
 # ask the kernel for an unbounded queue instead of its 16384 events
 unlimited_queue = false
 queue_size = 1000000
