@@ -79,18 +79,28 @@ def pairs_order(i: int) -> tuple[bool, bool]:
     return (False, True) if i % 2 == 0 else (True, False)
 
 
-def bench_tar(work: Work, tar: Path, pairs: int) -> list[dict]:
+def tar_archive(work: Work, src: Path, meta: dict) -> Path:
+    """SRC.tar of the generated source tree, in the shared data cache (made once)."""
+    tar = work.data_dir() / f"{meta['spec']['name']}.tar"
+    if not tar.exists():
+        run(["tar", "-cf", str(tar) + ".tmp", "-C", str(src), "."])
+        os.rename(str(tar) + ".tmp", tar)
+    return tar
+
+
+def bench_tar(work: Work, tar: Path, pairs: int, legs: tuple[str, ...] = ("off", "on", "outside")) -> list[dict]:
     """Legs per round, in rotating order: off (no daemon), on (daemon protects the tree tar writes
     into), outside (daemon protects another, small tree on the same filesystem; tar writes into an
-    unprotected directory: what a filesystem mark costs the rest of the filesystem)."""
+    unprotected directory: what a filesystem mark costs the rest of the filesystem). ``legs``
+    without "outside" gives plain alternating off,on / on,off pairs."""
     tree = work.path("tar-tree")
     home = work.path("tar-home")
     other = work.path("tar-other")
     out = []
+    legs = tuple(legs)
     for i in range(pairs):
         rec: dict = {"pair": i}
-        legs = ["off", "on", "outside"]
-        k = i % 3
+        k = i % len(legs)
         for leg in legs[k:] + legs[:k]:
             work.fresh("tar-tree")
             if leg == "off":
@@ -128,9 +138,12 @@ def bench_tar(work: Work, tar: Path, pairs: int) -> list[dict]:
         rmtree(other)
         rec["ratio"] = round(rec["on_s"] / rec["off_s"], 3)
         rec["ratio_sync"] = round(rec["on_sync_s"] / rec["off_s"], 3)
-        rec["ratio_outside"] = round(rec["outside_s"] / rec["off_s"], 3)
-        log(f"tar round {i}: off {rec['off_s']} s, on {rec['on_s']} s (until sync {rec['on_sync_s']} s, daemon CPU {rec['cpu_s']} s), "
-            f"outside the tree {rec['outside_s']} s (daemon CPU {rec['outside_cpu_s']} s)")
+        outside = ""
+        if "outside_s" in rec:
+            rec["ratio_outside"] = round(rec["outside_s"] / rec["off_s"], 3)
+            outside = f", outside the tree {rec['outside_s']} s (daemon CPU {rec['outside_cpu_s']} s)"
+        log(f"tar round {i}: off {rec['off_s']} s, on {rec['on_s']} s (until sync {rec['on_sync_s']} s, daemon CPU {rec['cpu_s']} s)"
+            + outside)
         out.append(rec)
     rmtree(tree)
     return out
@@ -187,6 +200,54 @@ def bench_git(work: Work, repo: Path, pairs: int) -> list[dict]:
     return out
 
 
+TAR_CMD = (f"time tar -xf SRC.tar -C $T   (off)  vs  {NC} --home $H protect $T; time tar -xf SRC.tar -C $T; "
+           f"time {NC} --home $H sync   (on)")
+GIT_CMD = (f"time git checkout -q A|B   (off)  vs  {NC} --home $H protect $REPO; time git checkout -q A|B; "
+           f"time {NC} --home $H sync   (on)")
+
+
+def tar_figures(t: list[dict], meta: dict, goal: str = "<= 1.05", prefix: str = "overhead.tar") -> list[Figure]:
+    """The figures of bench_tar's rounds (the outside figure only if those legs ran)."""
+    n = len(t)
+    figs = [
+        Figure(prefix, f"tar -xf of {describe_tree(meta)}: until tar returns",
+               median([r["on_s"] for r in t]), "s", ratio=median([r["ratio"] for r in t]), ratio_what=f"on / off (goal {goal})",
+               runs=n, cmd=TAR_CMD, raw=[(r["off_s"], r["on_s"]) for r in t],
+               note=f"off median {median([r['off_s'] for r in t]):.2f} s"),
+        Figure(f"{prefix}_sync", "the same until `nocry sync` returns (capture lag included)",
+               median([r["on_sync_s"] for r in t]), "s", ratio=median([r["ratio_sync"] for r in t]), ratio_what="on+sync / off",
+               runs=n, cmd=TAR_CMD, raw=[r["on_sync_s"] for r in t]),
+        Figure(f"{prefix}_cpu", "daemon CPU seconds per tar extraction (tar start to sync return)",
+               median([r["cpu_s"] for r in t]), "CPU s", ratio=median([r["cpu_s"] / r["off_s"] for r in t]),
+               ratio_what="daemon CPU s / off wall s", runs=n, cmd=TAR_CMD, raw=[r["cpu_s"] for r in t]),
+    ]
+    if all("outside_s" in r for r in t):
+        figs.append(Figure(f"{prefix}_outside", "the same tar into an UNPROTECTED directory while nocry protects another tree "
+                           "on the same filesystem", median([r["outside_s"] for r in t]), "s",
+                           ratio=median([r["ratio_outside"] for r in t]), ratio_what="outside / off", runs=n,
+                           cmd=f"{NC} --home $H protect $OTHER; time tar -xf SRC.tar -C $T   ($T not protected, same filesystem)",
+                           raw=[(r["off_s"], r["outside_s"]) for r in t],
+                           note=f"daemon CPU median {median([r['outside_cpu_s'] for r in t])} s per extraction"))
+    return figs
+
+
+def git_figures(g: list[dict], info: dict, goal: str = "<= 1.05", prefix: str = "overhead.git") -> list[Figure]:
+    """The figures of bench_git's pairs."""
+    n = len(g)
+    return [
+        Figure(prefix, f"git checkout between two commits ({info['changed']:,} of {info['files']:,} files differ): until git returns",
+               median([r["on_s"] for r in g]), "s", ratio=median([r["ratio"] for r in g]), ratio_what=f"on / off (goal {goal})",
+               runs=n, cmd=GIT_CMD, raw=[(r["off_s"], r["on_s"]) for r in g],
+               note=f"off median {median([r['off_s'] for r in g]):.2f} s"),
+        Figure(f"{prefix}_sync", "the same until `nocry sync` returns (capture lag included)",
+               median([r["on_sync_s"] for r in g]), "s", ratio=median([r["ratio_sync"] for r in g]), ratio_what="on+sync / off",
+               runs=n, cmd=GIT_CMD, raw=[r["on_sync_s"] for r in g]),
+        Figure(f"{prefix}_cpu", "daemon CPU seconds per checkout (checkout start to sync return)",
+               median([r["cpu_s"] for r in g]), "CPU s", ratio=median([r["cpu_s"] / r["off_s"] for r in g]),
+               ratio_what="daemon CPU s / off wall s", runs=n, cmd=GIT_CMD, raw=[r["cpu_s"] for r in g]),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_args(ap)
@@ -203,48 +264,15 @@ def main() -> None:
         raw: dict = {}
         params: dict = {"pairs": pairs, "tree": meta}
         if args.only in (None, "tar"):
-            tar = work.data_dir() / f"{meta['spec']['name']}.tar"
-            if not tar.exists():
-                run(["tar", "-cf", str(tar) + ".tmp", "-C", str(src), "."])
-                os.rename(str(tar) + ".tmp", tar)
+            tar = tar_archive(work, src, meta)
             t = raw["tar"] = bench_tar(work, tar, pairs)
-            cmd = f"time tar -xf SRC.tar -C $T   (off)  vs  {NC} --home $H protect $T; time tar -xf SRC.tar -C $T; time {NC} --home $H sync   (on)"
-            figs += [
-                Figure("overhead.tar", f"tar -xf of {describe_tree(meta)}: until tar returns",
-                       median([r["on_s"] for r in t]), "s", ratio=median([r["ratio"] for r in t]), ratio_what="on / off (goal <= 1.05)",
-                       runs=pairs, cmd=cmd, raw=[(r["off_s"], r["on_s"]) for r in t],
-                       note=f"off median {median([r['off_s'] for r in t]):.2f} s"),
-                Figure("overhead.tar_sync", "the same until `nocry sync` returns (capture lag included)",
-                       median([r["on_sync_s"] for r in t]), "s", ratio=median([r["ratio_sync"] for r in t]), ratio_what="on+sync / off",
-                       runs=pairs, cmd=cmd, raw=[r["on_sync_s"] for r in t]),
-                Figure("overhead.tar_cpu", "daemon CPU seconds per tar extraction (tar start to sync return)",
-                       median([r["cpu_s"] for r in t]), "CPU s", ratio=median([r["cpu_s"] / r["off_s"] for r in t]),
-                       ratio_what="daemon CPU s / off wall s", runs=pairs, cmd=cmd, raw=[r["cpu_s"] for r in t]),
-                Figure("overhead.tar_outside", "the same tar into an UNPROTECTED directory while nocry protects another tree "
-                       "on the same filesystem", median([r["outside_s"] for r in t]), "s",
-                       ratio=median([r["ratio_outside"] for r in t]), ratio_what="outside / off", runs=pairs,
-                       cmd=f"{NC} --home $H protect $OTHER; time tar -xf SRC.tar -C $T   ($T not protected, same filesystem)",
-                       raw=[(r["off_s"], r["outside_s"]) for r in t],
-                       note=f"daemon CPU median {median([r['outside_cpu_s'] for r in t])} s per extraction"),
-            ]
+            figs += tar_figures(t, meta)
         if args.only in (None, "git"):
             repo, info = build_repo(work, src)
             params["git"] = info
             g = raw["git"] = bench_git(work, repo, pairs)
             rmtree(repo)
-            cmd = f"time git checkout -q A|B   (off)  vs  {NC} --home $H protect $REPO; time git checkout -q A|B; time {NC} --home $H sync   (on)"
-            figs += [
-                Figure("overhead.git", f"git checkout between two commits ({info['changed']:,} of {info['files']:,} files differ): until git returns",
-                       median([r["on_s"] for r in g]), "s", ratio=median([r["ratio"] for r in g]), ratio_what="on / off (goal <= 1.05)",
-                       runs=pairs, cmd=cmd, raw=[(r["off_s"], r["on_s"]) for r in g],
-                       note=f"off median {median([r['off_s'] for r in g]):.2f} s"),
-                Figure("overhead.git_sync", "the same until `nocry sync` returns (capture lag included)",
-                       median([r["on_sync_s"] for r in g]), "s", ratio=median([r["ratio_sync"] for r in g]), ratio_what="on+sync / off",
-                       runs=pairs, cmd=cmd, raw=[r["on_sync_s"] for r in g]),
-                Figure("overhead.git_cpu", "daemon CPU seconds per checkout (checkout start to sync return)",
-                       median([r["cpu_s"] for r in g]), "CPU s", ratio=median([r["cpu_s"] / r["off_s"] for r in g]),
-                       ratio_what="daemon CPU s / off wall s", runs=pairs, cmd=cmd, raw=[r["cpu_s"] for r in g]),
-            ]
+            figs += git_figures(g, info)
         finish(NAME, args, work, code, params, figs, raw, t_start)
     finally:
         work.close()
