@@ -59,8 +59,9 @@ class CaptureConfig:
 class VaultConfig:
     #: FastCDC average chunk size; min is a quarter, max four times this
     chunk_avg_kib: int = 64
-    #: zstd level (1 fast ... 19 small)
-    compression_level: int = 3
+    #: zstd level (1 fast ... 19 small). 1: 30% less compression CPU than 3 for 3% more bytes on
+    #: source trees; capture runs on every save, so the daemon's CPU matters more
+    compression_level: int = 1
     #: a pack file is closed when it reaches this size
     pack_target_mib: int = 16
     #: space held back in the vault so that a full disk cannot stop the index mid-write
@@ -200,7 +201,7 @@ max_file_bytes = 0
 
 [vault]
 chunk_avg_kib = 64
-compression_level = 3
+compression_level = 1
 pack_target_mib = 16
 reserve_mib = 32
 min_free_mib = 64

@@ -202,7 +202,10 @@ class Defence:
         t0 = time.perf_counter()
         try:
             f = analyze(rec.path, rec, old, vault)
-            copied = self._copy_source(rec, old is None, vault)
+            # the donor of a copy is looked up only where the detector would use it: a rewrite
+            # that shares no chunk with the old content, or a small new file (a note?)
+            wholly_new = f.chunk_overlap == 0 and (f.changed_blocks or 0) >= 0.95
+            copied = self._copy_source(rec, old is None, vault) if old is None or wholly_new else None
         except Exception:  # noqa: BLE001 - one odd file must not stop detection
             log.exception("event=analyze_failed path=%r", rec.path)
             return None

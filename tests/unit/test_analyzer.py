@@ -11,6 +11,7 @@ random words, a hash-based keystream standing in for a cipher).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import bz2
 import gzip
 import hashlib
@@ -760,3 +761,27 @@ def test_any_sizes_any_edits(lab: Lab, block: int, samples: int) -> None:
         if b > SMALL_FILE:
             blocks = (samples + 2 + 4 + 2) * block  # stat + targeted + head/tail from the file
             assert f.bytes_sampled <= blocks + (samples + 8) * 256 * KIB + SMALL_FILE, (a, b)
+
+
+@pytest.mark.parametrize("make_new", [lambda d: d + b"one more line\n", encrypt, lambda d: base64.b64encode(d)])
+def test_a_known_previous_content_gives_the_same_features(lab: Lab, make_new) -> None:
+    """The statistics of a content analysed before (saved again, a branch checked out back) are
+    reused, not read back from the vault: the features must be exactly those of a cold analysis."""
+    from nocry.analyzer import features
+
+    old = text_of(40 * KIB, 7)
+    new = make_new(old)
+    features._KNOWN.clear()
+    cold = lab.run("a.txt", old, new)
+    features._KNOWN.clear()
+    p = lab.path("b.txt")
+    first = lab.store(p, old)
+    Path(os.fsdecode(p)).write_bytes(old)
+    analyze(p, first, None, lab.vault)  # analysed as new: now known
+    assert first.content in features._KNOWN
+    cur = lab.store(p, new)
+    Path(os.fsdecode(p)).write_bytes(new)
+    warm = analyze(p, cur, first, lab.vault)
+    strip = dict(path=b"", time_ns=0, bytes_sampled=0)
+    assert dataclasses.replace(warm, **strip) == dataclasses.replace(cold, **strip)
+    assert warm.bytes_sampled <= cold.bytes_sampled

@@ -60,7 +60,8 @@ import os
 import stat as statmod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import Protocol
 
@@ -351,6 +352,32 @@ class _Summary:
         self.kind = magic.detect_kind(side.data(0), side.data(tail_off), size, self.sample, self.printable)
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What a content was, as its analysis as a new version found it (a pure function of the
+    content): reused when that content is the previous version of the next change."""
+
+    kind: str
+    entropy: float
+    ratio: float
+    printable: float
+    random: bool
+    shape: str | None
+
+
+#: content hash -> _Known, for the last contents analysed (a file saved again and again, branches
+#: checked out back and forth): their statistics need not be read back from the vault
+_KNOWN: OrderedDict[bytes, _Known] = OrderedDict()
+_KNOWN_MAX = 20_000
+
+
+def _remember(content: bytes, known: _Known) -> None:
+    _KNOWN[content] = known
+    _KNOWN.move_to_end(content)
+    if len(_KNOWN) > _KNOWN_MAX:
+        _KNOWN.popitem(last=False)
+
+
 class _PrevUnavailable(Exception):
     """The previous content went from the vault while we looked (forget/prune ran meanwhile)."""
 
@@ -425,14 +452,18 @@ def _analyze(path: bytes, new: VersionRecord, prev: VersionRecord | None, vault:
     prev_side = new_side
     prev_stat_offs: list[int] = stat_offs
     prev_tail = tail_off
+    known = _KNOWN.get(prev_c.content) if prev_c is not None and prev_c.content is not None and not same else None
     if prev_c is not None and prev_size and not same:
         # the previous version's statistics are over its own plan: what it got when it was new
+        # (read only when not known from its own analysis)
         prev_stat_offs = uniform_offsets(prev_size, B, max_samples)
         prev_tail = max(0, prev_size - B)
         prev_side = _Side(B)
+        want = set(cmp_offs) | set(targeted)
+        if known is None:
+            want |= set(prev_stat_offs) | {0, prev_tail}
         with _prev_reads():
-            cost += _read_prev(vault, prev_c, prev_side, new_side, lay_new, lay_prev,
-                               sorted(set(cmp_offs) | set(targeted) | set(prev_stat_offs) | {0, prev_tail}))
+            cost += _read_prev(vault, prev_c, prev_side, new_side, lay_new, lay_prev, sorted(want))
 
     # -- compare -------------------------------------------------------------------------------
     changed_blocks: float | None = None
@@ -485,7 +516,10 @@ def _analyze(path: bytes, new: VersionRecord, prev: VersionRecord | None, vault:
     prev_printable: float | None = None
     prev_random: bool | None = None
     if prev_c is not None:
-        if prev_size:
+        if prev_size and known is not None:
+            prev_kind, prev_ent, prev_ratio, prev_printable = known.kind, known.entropy, known.ratio, known.printable
+            prev_random, prev_shape = known.random, known.shape
+        elif prev_size:
             old = cur if same else _Summary(prev_side, prev_stat_offs, prev_size, prev_tail)
             prev_kind, prev_ent, prev_ratio, prev_printable = old.kind, old.entropy, old.ratio, old.printable
             prev_random = old.random
@@ -501,6 +535,8 @@ def _analyze(path: bytes, new: VersionRecord, prev: VersionRecord | None, vault:
         type_lost = bool(prev_match) and match is False
 
     shape = stats.encoded_shape(cur.sample, cur.entropy) if cur.kind in magic.TEXT_KINDS else None
+    if new.content is not None and size:
+        _remember(new.content, _Known(cur.kind, cur.entropy, cur.ratio, cur.printable, cur.random, shape))
     if shape is None:
         looks_encoded = False
     elif prev_c is not None and prev_size:
