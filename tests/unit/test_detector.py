@@ -203,3 +203,28 @@ def test_a_ransom_note_is_new_visible_and_more_than_a_few_bytes():
     # a placeholder, and a hidden file
     assert "ransom_note" not in _note_after_damage(Detector(DetectConfig()), b"README.txt", 40, None)
     assert "ransom_note" not in _note_after_damage(Detector(DetectConfig()), b".README.txt", 900, None)
+
+
+def _deleted(path: bytes, pid: int, t: int, ext: str) -> ContentFeatures:
+    return ContentFeatures(path=path, time_ns=t, subject_pid=pid, size=0, prev_size=9000, ext=ext, kind="deleted", change="deleted")
+
+
+def test_mass_deletion_of_non_documents_never_carries_a_verdict_alone():
+    """git checkout of an old commit removes two CSV exports, then hundreds of files that are not
+    documents (the benign suite's git-checkout-existing): no incident."""
+    det = Detector(DetectConfig())
+    base(det)
+    git = proc(800, exe=b"/usr/bin/git")
+    verdicts = det.feed(ProcessSeen(time_ns=0, subject=git))
+    for i in range(2):
+        verdicts += det.feed(_deleted(b"/t/app/exports/old%d.csv" % i, 800, S + i, "csv"))
+    for i in range(400):
+        verdicts += det.feed(_deleted(b"/t/app/config/m%d/x%d.json" % (i % 40, i), 800, S + 1000 + i * 1000, "json"))
+    assert verdicts == []
+    # the cap holds for the non-documents only: deletions of documents still add up
+    login = Subject(pid=60, start_time=2, exe=b"/bin/bash", comm="bash", uid=1000, ppid=1, sid=60)
+    wiper = proc(900, parent=login, exe=b"/tmp/w")
+    verdicts += det.feed(ProcessSeen(time_ns=0, subject=login)) + det.feed(ProcessSeen(time_ns=0, subject=wiper))
+    for i in range(10):
+        verdicts += det.feed(_deleted(b"/t/docs/d%d/report%d.docx" % (i % 3, i), 900, 4 * S + i, "docx"))
+    assert verdicts and 900 in verdicts[0].offending_pids, "deleting documents is still judged"

@@ -105,7 +105,12 @@ class _Actor:
     indicators: list[Indicator] = field(default_factory=list)
     breadth_given: bool = False
     judged: bool = False
+    #: decayed weight so far of evidence that is no damage (deleting non-documents)
+    no_damage: float = 0.0
 
+
+#: evidence that is no damage by itself: its weight per actor adds up to threshold / 2 at most
+_NO_DAMAGE = frozenset({"delete_other", "truncate_other"})
 
 _CREATE, _RENAME = Op.CREATE.value, Op.RENAME.value
 _WRITTEN = (Op.CREATE | Op.CLOSE_WRITE | Op.RENAME).value
@@ -325,9 +330,10 @@ class Detector:
         return self._score(s, found, t)
 
     def _ransom_note(self, f: ContentFeatures, pid: int) -> list[Indicator]:
-        # a note is written to be read: never hidden, never a few bytes, never a copy of a file
+        # a note is written to be read: never hidden (nor in a hidden folder such as .git), never
+        # a few bytes, never a copy of a file
         # the tree already held (an archive extracted, a folder copied)
-        if f.copied_from is not None or f.size < _NOTE_MIN or f.path.rsplit(b"/", 1)[-1].startswith(b"."):
+        if f.copied_from is not None or f.size < _NOTE_MIN or b"/." in f.path:
             return []
         dirs, paths = self.notes.setdefault(f.content_hash, (set(), set()))
         dirs.add(_dirname(f.path))
@@ -401,7 +407,9 @@ class Detector:
                 ref = ActorRef(kind=key[0], key=key[1], pid=key[1] if key[0] == "process" else 0, start_time=key[2] if key[0] == "process" else 0)
                 a = self.actors[key] = _Actor(ref=ref)
             if a.last_ns:
-                a.score *= 2.0 ** (-(max(0, t - a.last_ns)) / (c.half_life_s * 1e9))
+                decay = 2.0 ** (-(max(0, t - a.last_ns)) / (c.half_life_s * 1e9))
+                a.score *= decay
+                a.no_damage *= decay
             a.last_ns = t
             for ind in found:
                 if ind.name == "ransom_note" and not a.damaged:
@@ -410,7 +418,15 @@ class Detector:
                     if len(a.indicators) < _MAX_INDICATORS:
                         a.indicators.append(ind)
                     continue
-                a.score += ind.weight
+                if ind.name in _NO_DAMAGE:
+                    # a long session (pip uninstalls, rm -rf of a venv, git checkouts) deletes
+                    # thousands of non-documents: that helps judge an actor that also destroys
+                    # documents, but never carries a verdict on its own
+                    w = max(0.0, min(ind.weight, c.threshold / 2 - a.no_damage))
+                    a.no_damage += w
+                    a.score += w
+                else:
+                    a.score += ind.weight
                 if ind.name in DAMAGE:
                     if ind.path not in a.damaged:
                         a.damaged[ind.path] = ind.time_ns
