@@ -128,8 +128,7 @@ class MemSampler(threading.Thread):
             if home is None:
                 continue
             if pid is None or not os.path.exists(f"/proc/{pid}"):
-                pids = common._daemon_pids(home)
-                pid = pids[0] if pids else None
+                pid = daemon_pid(home)
                 with self._lock:
                     self.pid = pid
             if pid is None:
@@ -155,6 +154,19 @@ class MemSampler(threading.Thread):
                 out.append((round(t - t0, 1), round(rss / 1024)))
                 last = t
         return out
+
+
+def daemon_pid(home: str | Path) -> int | None:
+    """The daemon of ``home`` (``python -m nocry --home H protect --foreground``), not the
+    ``nocry protect`` command that spawned it and waits for its baseline."""
+    for pid in common._daemon_pids(home):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"--foreground" in f.read().split(b"\0"):
+                    return pid
+        except OSError:
+            continue
+    return None
 
 
 def mb(kib: float) -> float:
@@ -198,9 +210,9 @@ class Profile:
 
         def attach() -> None:  # the daemon's pid appears once protect has spawned it
             for _ in range(600):
-                pids = common._daemon_pids(self.home)
-                if pids:
-                    self.proc = subprocess.Popen([str(common.VENV / "bin" / "py-spy"), "record", "-p", str(pids[0]), "-f", "raw",
+                pid = daemon_pid(self.home)
+                if pid:
+                    self.proc = subprocess.Popen([str(common.VENV / "bin" / "py-spy"), "record", "-p", str(pid), "-f", "raw",
                                                   "-r", "50", "--nonblocking", "-o", str(self.out)],
                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     return
@@ -736,6 +748,10 @@ def render_markdown(r: dict[str, Any]) -> str:
         sha = src.split()[2]
         subj = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s", sha], capture_output=True, text=True).stdout.strip()
         src = f"`git archive` of commit {subj or sha}"
+        last = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s", sha, "--", "src"], capture_output=True,
+                              text=True).stdout.strip()
+        if last and not last.startswith(sha[:7]):
+            src += f" (src/ as of {last})"
     elif code.get("head"):
         src = f"{src}, HEAD {code['head'][:7]}" + (" with uncommitted changes in src/" if code.get("src_dirty") else "")
     n = len(r["rescans"])
@@ -789,8 +805,8 @@ def render_markdown(r: dict[str, Any]) -> str:
            f"**{'yes' if s['nothing_missed'] else 'NO'}** | nothing missed: {_yes(s['nothing_missed'])} | {nb} | "
            f"files checked [{', '.join(str(x) for x in s['burst_files_checked_raw'])}], vanished paths [{', '.join(str(x) for x in s['burst_gone_raw'])}] |",
            *([f"| burst with the daemon stopped (SIGSTOP) for its first {s['stall_s']:g} s, forcing a kernel queue overflow: "
-              f"overflows / rescans / `nocry sync` after the writers | **{', '.join(str(x) for x in s['stall_overflows_raw'])} / "
-              f"{', '.join(str(x) for x in s['stall_rescans_raw'])} / {', '.join(fmt_value(x) for x in s['stall_sync_after_s_raw'])} s** | | "
+              f"overflows, rescans, `nocry sync` after the writers | **overflows {', '.join(str(x) for x in s['stall_overflows_raw'])}; "
+              f"rescans {', '.join(str(x) for x in s['stall_rescans_raw'])}; sync {', '.join(fmt_value(x) for x in s['stall_sync_after_s_raw'])} s** | | "
               f"{len(s['stall_overflows_raw'])} | ops/s [{', '.join(fmt_value(x) for x in s['stall_ops_per_s_raw'])}]; the rescan "
               f"(`last_scan`) [{', '.join(fmt_value(x) if x is not None else '-' for x in s['stall_rescan_scan_s_raw'])}] s; nothing missed: "
               f"{', '.join('yes' if x else 'NO' for x in s['stall_nothing_missed_raw'])} |"] if "stall_s" in s else []),
