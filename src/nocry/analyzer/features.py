@@ -329,16 +329,10 @@ class _Summary:
             # count only the first HIST_BUDGET / len(spans) bytes of each block (~0.01 bit/byte of
             # bias), except for blocks whose histogram the randomness judgement already made.
             each = len(spans[0]) if n <= HIST_BUDGET else -(-HIST_BUDGET // len(spans))
-            hists = []
-            counted = 0
-            for s in spans:
-                if s.has_hist or len(s) <= each:
-                    hists.append(s.hist)
-                    counted += len(s)
-                else:
-                    hists.append(stats.histogram(s.data[:each]))
-                    counted += each
-            hist = [sum(col) for col in zip(*hists)]
+            counted_data = (self.sample if n <= HIST_BUDGET else
+                            b"".join(s.data if s.has_hist or len(s) <= each else s.data[:each] for s in spans))
+            counted = len(counted_data)
+            hist = stats.histogram(counted_data)  # one pass in C over what is counted
             # per block: a UTF-8 check must not run across the gap between two samples
             good = sum(s.printable for s in spans)
             self.entropy = stats.entropy_of(hist, counted)
