@@ -1,6 +1,6 @@
 """Scale benchmark: nocry on a tree of 1,000,000 small files, and a burst of file operations.
 
-    sudo .venv/bin/python bench/scale/run.py --isolate              # full: 1,000,000 files (~30-40 min here)
+    sudo .venv/bin/python bench/scale/run.py --isolate --src head   # full: 1,000,000 files (12-18 min here)
     sudo .venv/bin/python bench/scale/run.py --isolate --quick      # 50,000 files, 2 s burst (~3 min)
     sudo .venv/bin/python bench/scale/run.py --files 200000 --isolate --src head
     sudo .venv/bin/python bench/scale/run.py --render-only          # docs from bench/results/scale.json
@@ -26,7 +26,9 @@ What it measures (goals of the issue in brackets):
    every file on disk is in the vault with its final content (BLAKE3 of the disk == the hash of the
    vault's newest version, from ``nocry --json restore DIR --at T --dry-run``), every path that
    disappeared is absent from the vault's state (tombstone, or never captured), a sample of them
-   looked up with ``nocry --json versions PATH``. ``--runs`` bursts, each in a fresh directory.
+   looked up with ``nocry --json versions PATH``. ``--runs`` bursts, each in a fresh directory;
+   then (``--stall``, default 1 s) bursts during whose first second the daemon is stopped with
+   SIGSTOP, so that the kernel's event queue overflows: the overflow -> rescan path, same check.
 
 Protect runs with ``--mode observe`` by default (``--mode``): a burst of renames and unlinks is
 exactly what the detector is for, and in enforce mode it may freeze the writers; observe keeps the
