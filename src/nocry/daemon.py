@@ -532,50 +532,69 @@ class Daemon:
 
     # -- immediate work: renames and directory removals ---------------------------------------------
 
-    def _immediate_rename(self, ev: FileEvent) -> None:
+    def _latest(self, path: bytes):
+        """The newest version of path, counting the open (not yet committed) batch."""
         assert self.vault is not None
-        if not self._commit():
-            return
+        b = self._batch
+        return (b.latest(path) if b is not None else None) or self.vault.latest(path)
+
+    def _immediate_rename(self, ev: FileEvent) -> None:
+        """A rename is recorded at once: a tombstone at the old path (renamed_to), a version at
+        the new one (renamed_from). A file's rename joins the open batch (editors save by
+        renaming, tools rename thousands of files); a directory's needs every object under it
+        from the index, so the open batch is committed first."""
+        assert self.vault is not None
         old, new = ev.old_path, ev.path
         assert old is not None
+        if ev.is_dir and not self._commit():
+            return
         now = time.monotonic_ns()
         old_in, new_in = self._in_trees(old) and not self.excluded(old), self._in_trees(new) and not self.excluded(new)
         # what was pending at the old place now lives at the new one
-        moved = [p for p in self._pending if p == old or p.startswith(old + b"/")]
+        if ev.is_dir:
+            moved = [p for p in self._pending if p == old or p.startswith(old + b"/")]
+        else:
+            moved = [old] if old in self._pending else []
         for p in moved:
             pend = self._pending.pop(p)
             if new_in:
                 self._schedule(new + p[len(old) :], now, now, pend.content, pend.subject)
         stored: list = []
         try:
-            with self.vault.batch() as batch:
-                t = time.time_ns()
-                if old_in:
-                    for rec in list(self.vault.latest_under(old)):
-                        if not rec.exists:
-                            continue
-                        dest = new + rec.path[len(old) :] if new_in else None
-                        batch.add(tombstone(rec.path, t, ev.subject, "event", renamed_to=dest))
-                        self.tombstones_stored += 1
-                if new_in:
-                    self._capture_renamed_in(batch, old if old_in else None, new, ev.subject, t, stored)
+            batch = self._open_batch()
+            t = time.time_ns()
+            before: dict[bytes, Any] = {}  # what each source path held just before the rename
+            if old_in:
+                gone = list(self.vault.latest_under(old)) if ev.is_dir else [r for r in (self._latest(old),) if r is not None]
+                for rec in gone:
+                    if not rec.exists:
+                        continue
+                    before[rec.path] = rec
+                    dest = new + rec.path[len(old) :] if new_in else None
+                    batch.add(tombstone(rec.path, t, ev.subject, "event", renamed_to=dest))
+                    self.tombstones_stored += 1
+            if new_in:
+                self._capture_renamed_in(batch, old if old_in else None, new, ev.subject, t, stored, before)
         except VaultFull as exc:
+            self._batch = None  # the batch aborted itself
             self._vault_full(exc)
             return
         if self.defence is not None and stored:
-            self._defend(self.defence.on_versions, stored, self.vault)
+            self._defend(self.defence.on_versions, stored, BatchReader(self.vault, batch))
+        if ev.is_dir or batch.files >= self.cap.batch_max_files:
+            self._commit()
         if old_in:
             self._schedule_parent(old, now)
         if new_in:
             self._schedule_parent(new, now)
 
-    def _capture_renamed_in(self, batch, old: bytes | None, new: bytes, subject: Subject | None, t: int, stored: list) -> None:
+    def _capture_renamed_in(self, batch, old: bytes | None, new: bytes, subject: Subject | None, t: int, stored: list, before: dict) -> None:
         assert self.vault is not None
         report = ScanReport(tree=new)
         for path, _st in walk_tree(new, self.excluded, report):
             src = old + path[len(new) :] if old is not None else None
-            prev_src = self.vault.latest(src) if src is not None else None
-            overwritten = self.vault.latest(path)
+            prev_src = before.get(src) if src is not None else None
+            overwritten = self._latest(path)
             prev = prev_src if prev_src is not None and prev_src.exists else overwritten
             try:
                 rec = snapshot(

@@ -113,17 +113,21 @@ def rescan_tree(vault, root: bytes, excluded: Callable[[bytes], bool], *, reason
     """Reconcile the vault with the disk under ``root``; returns what was done."""
     started = time.monotonic()
     report = ScanReport(tree=root)
-    known = {}
+    # path -> hash of its stat key: what an unchanged object must match. Whole version records
+    # held ~870 bytes an object (1 GB for a million files); this holds ~180. The previous version
+    # of what did change is read again when it is captured.
+    known: dict[bytes, int] = {}
     for rec in vault.latest_under(root):
         if rec.exists:
-            known[rec.path] = rec
-    pending: list[tuple[bytes, object]] = []
+            known[rec.path] = hash(stat_key(rec))
+    pending: list[tuple[bytes, bool]] = []
 
     def flush() -> None:
         if not pending:
             return
         with vault.batch() as batch:
-            for path, prev in pending:
+            for path, had in pending:
+                prev = vault.latest(path) if had else None
                 try:
                     rec = snapshot(batch, path, prev, time.time_ns(), reason=reason, max_file_bytes=max_file_bytes)
                 except ChangedWhileRead:
@@ -139,10 +143,10 @@ def rescan_tree(vault, root: bytes, excluded: Callable[[bytes], bool], *, reason
 
     for path, st in walk_tree(root, excluded, report):
         report.seen += 1
-        prev = known.pop(path, None)
-        if prev is not None and stat_key(prev) == stat_key(st):
+        key = known.pop(path, None)
+        if key is not None and key == hash(stat_key(st)):
             continue
-        pending.append((path, prev))
+        pending.append((path, key is not None))
         if len(pending) >= batch_max_files:
             flush()
             if should_stop():
