@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import subprocess
 import sys
 import time
@@ -95,16 +96,29 @@ def run_stop(args, printer) -> int:
     if not home.daemon_running():
         raise NotRunning(f"no nocry daemon runs for {home.root}")
     pid = home.daemon_pid()
+    # held before asking, so that a recycled pid cannot be mistaken for the daemon afterwards
     try:
-        request(home.socket_path, "stop", timeout=10)
-    except DaemonError:
-        if pid:
-            os.kill(pid, 15)
-    deadline = time.monotonic() + args.timeout
-    while home.daemon_running():
-        if time.monotonic() > deadline:
-            raise DaemonError(f"the daemon (pid {pid}) did not stop within {args.timeout:g} s")
-        time.sleep(0.1)
+        pidfd = os.pidfd_open(pid) if pid else None
+    except OSError:
+        pidfd = None
+    try:
+        try:
+            request(home.socket_path, "stop", timeout=10)
+        except DaemonError:
+            if pid:
+                os.kill(pid, 15)
+        deadline = time.monotonic() + args.timeout
+        while home.daemon_running():
+            if time.monotonic() > deadline:
+                raise DaemonError(f"the daemon (pid {pid}) did not stop within {args.timeout:g} s")
+            time.sleep(0.1)
+        # the lock goes before the process does (the interpreter still frees its heap): return
+        # only once it has exited, so that a script's next step finds no daemon at all
+        if pidfd is not None and not select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise DaemonError(f"the daemon (pid {pid}) released its lock but did not exit within {args.timeout:g} s")
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     printer.emit({"stopped": True, "pid": pid}, lambda c: c.print(f"nocry stopped (pid {pid}); the trees are no longer protected"))
     return 0
 
