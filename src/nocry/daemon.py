@@ -149,6 +149,7 @@ class Daemon:
         self.last_scan: list[dict[str, Any]] = []
         self._pending: dict[bytes, _Pending] = {}
         self._captured_at: dict[bytes, int] = {}  # path -> monotonic ns of its last capture
+        self._captured_pruned = 0
         self._heap: list[tuple[int, int, bytes]] = []
         self._gen = 0
         # group commit: the vault batch that captures share until it is committed
@@ -658,8 +659,10 @@ class Daemon:
             del self._pending[path]
             due.append((path, p))
             self._captured_at[path] = now
-        if len(self._captured_at) > 200_000:
-            self._captured_at.clear()
+        if len(self._captured_at) > 20_000 and now - self._captured_pruned > _QUIET_NS:
+            # only the last second matters (the first save in a while is captured at once)
+            self._captured_at = {p: t for p, t in self._captured_at.items() if now - t <= _QUIET_NS}
+            self._captured_pruned = now
         # Each file is judged as soon as it is in the open batch (the analysis does not wait for
         # a commit); the batch is committed every group_commit_ms or batch_max_files files.
         step = max(1, self.cap.batch_max_files)
