@@ -318,8 +318,9 @@ class Daemon:
             self._commit()
 
     def _commit(self) -> bool:
-        """Commit the open batch, if any (before anything that reads the index or writes its
-        own batch: renames, rescans, retention, sync, stop). False when the vault is full."""
+        """Commit the open batch, if any (before anything that reads the index for its own work
+        or writes its own batch: directory renames and removals, rescans, retention, sync,
+        stop). False when the vault is full or the commit failed."""
         b, self._batch = self._batch, None
         if b is None:
             return True
