@@ -25,6 +25,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from nocry.drill.runner import effects  # noqa: E402  (one reading of the drill manifest)
 from common import (
     NC,
     OUR_CGROUPS,
@@ -47,20 +48,6 @@ from common import (
 CHANGE_OPS = ("inplace", "rewrite", "encrypt-move", "encrypt-replace", "create", "mkdir", "wipe", "delete", "append",
               "resave", "compress")
 BOOKKEEPING_OPS = ("run-start", "run-end", "process")
-
-
-def effects(rec: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
-    """(touched, created, deleted) paths of one manifest change (as nocry.drill.runner.effects)."""
-    op = rec.get("op")
-    if op in ("inplace", "rewrite", "wipe", "encrypt-replace", "append", "resave"):
-        return [rec["path"]], [], []
-    if op in ("encrypt-move", "compress"):
-        return [rec["src"]], [rec["dst"]], [rec["src"]]
-    if op == "delete":
-        return [rec["path"]], [], [rec["path"]]
-    if op == "create":
-        return [], [rec["path"]], []
-    return [], [], []
 
 
 def read_manifest(tree: Path) -> list[dict[str, Any]]:

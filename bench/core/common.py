@@ -244,13 +244,15 @@ class Work:
             rmtree(self.root)
 
 
-def make_isolated(work: Path, size_gib: int) -> tuple[Path, str]:
+def make_isolated(work: Path, size_gib: int, inodes: int | None = None) -> tuple[Path, str]:
     """A fresh ext4 of its own: sparse image file in the work dir, loop device with direct I/O (no
-    double page cache), inode tables initialised now (no lazy-init writes during the runs)."""
+    double page cache), inode tables initialised now (no lazy-init writes during the runs).
+    ``inodes``: more than mkfs's default of one per 16 KiB (trees of a million small files)."""
     img = work / "fs.img"
     mnt = work / "fs"
     run(["truncate", "-s", f"{size_gib}G", str(img)])
-    run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(img)])
+    run(["mkfs.ext4", "-q", "-F", "-m", "0", *(["-N", str(inodes)] if inodes else []),
+         "-E", "lazy_itable_init=0,lazy_journal_init=0", str(img)])
     dev = run(["losetup", "-f", "--show", "--direct-io=on", str(img)]).stdout.strip()
     mnt.mkdir()
     try:
@@ -258,16 +260,22 @@ def make_isolated(work: Path, size_gib: int) -> tuple[Path, str]:
     except Exception:
         run(["losetup", "-d", dev], check=False)
         raise
-    log(f"isolated filesystem: {dev} (ext4, {size_gib} GiB image {img}) on {mnt}")
+    log(f"isolated filesystem: {dev} (ext4, {size_gib} GiB sparse image {img}{f', {inodes:,} inodes' if inodes else ''}) on {mnt}")
     return mnt, dev
 
 
-def unmount_isolated(mnt: Path, dev: str) -> None:
-    for _ in range(10):
+def unmount_isolated(mnt: Path, dev: str, tries: int = 10) -> bool:
+    """Unmount and detach; False (and the image left in place) when the mount stays busy."""
+    ok = False
+    for _ in range(tries):
         if run(["umount", str(mnt)], check=False).returncode == 0:
+            ok = True
             break
         time.sleep(1)
     run(["losetup", "-d", dev], check=False)
+    if not ok:
+        log(f"!!! could not unmount {mnt} ({dev}); the image is left in place")
+    return ok
 
 
 def rmtree(p: str | Path) -> None:

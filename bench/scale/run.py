@@ -261,35 +261,12 @@ def top_frames(folded: str | None, n: int = 12) -> list[tuple[str, float]]:
 
 
 def make_fs(parent: Path, size_gib: int, inodes: int) -> tuple[Path, str]:
-    """A fresh ext4 on a loop device (direct I/O) over a sparse image in ``parent``: as bench/core's
-    --isolate, plus enough inodes for the tree (mkfs's default of one per 16 KiB is too few)."""
-    img = parent / "fs.img"
-    mnt = parent / "fs"
-    run(["truncate", "-s", f"{size_gib}G", str(img)])
-    run(["mkfs.ext4", "-q", "-F", "-m", "0", "-N", str(inodes), "-E", "lazy_itable_init=0,lazy_journal_init=0", str(img)],
-        timeout=1800)
-    dev = run(["losetup", "-f", "--show", "--direct-io=on", str(img)]).stdout.strip()
-    mnt.mkdir()
-    try:
-        run(["mount", dev, str(mnt)])
-    except Exception:
-        run(["losetup", "-d", dev], check=False)
-        raise
-    log(f"isolated filesystem: {dev} (ext4, {size_gib} GiB sparse image {img}, {inodes:,} inodes) on {mnt}")
-    return mnt, dev
+    """bench/core's isolated ext4, with enough inodes for the tree."""
+    return common.make_isolated(parent, size_gib, inodes=inodes)
 
 
 def unmount_fs(mnt: Path, dev: str) -> bool:
-    ok = False
-    for _ in range(30):
-        if run(["umount", str(mnt)], check=False).returncode == 0:
-            ok = True
-            break
-        time.sleep(1)
-    run(["losetup", "-d", dev], check=False)
-    if not ok:
-        log(f"!!! could not unmount {mnt} ({dev}); the image is left in place")
-    return ok
+    return common.unmount_isolated(mnt, dev, tries=30)
 
 
 # --------------------------------------------------------------------------------------------
