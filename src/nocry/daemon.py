@@ -29,7 +29,7 @@ from typing import Any
 from nocry.capture.scan import Excluder, ScanReport, rescan_tree, walk_tree
 from nocry.capture.snapshot import ChangedWhileRead, Unreadable, snapshot, tombstone
 from nocry.config import Config
-from nocry.errors import VaultFull
+from nocry.errors import VaultError, VaultFull
 from nocry.events import FileEvent, Op, Overflow, Subject
 from nocry import sdnotify
 from nocry.home import Home
@@ -329,7 +329,9 @@ class Daemon:
         except VaultFull as exc:
             self._vault_full(exc)
             return False
-        except OSError as exc:
+        except (OSError, VaultError) as exc:
+            # the batch aborted itself: its versions are taken again by the rescan (the files'
+            # current state); a vault that keeps failing stops the daemon at that rescan
             self._capture_failed(exc)
             return False
         return True
@@ -710,7 +712,7 @@ class Daemon:
             self._batch = None  # the batch aborted itself
             self._vault_full(exc)
             return
-        except OSError as exc:
+        except (OSError, VaultError) as exc:
             if self._batch is not None:
                 self._batch.abort()
                 self._batch = None
@@ -815,6 +817,7 @@ class Daemon:
             "unreadable": self.unreadable,
             "rescans": self.rescans,
             "capture_paused": self.paused,
+            "capture_errors": self.capture_errors,
             "detection_errors": self.defence_errors,
             "last_error": self.last_error,
             "last_scan": self.last_scan,

@@ -157,3 +157,30 @@ def test_queue_overflow_is_detected_and_rescanned(work):
             n.stop()
     finally:
         knob.write_text(old)
+
+
+def test_a_failed_index_commit_is_a_warning_and_a_rescan_not_a_crash(work):
+    """Another process holds the vault index's write lock past SQLite's busy timeout (30 s): the
+    daemon's commit fails, its open batch is dropped, and the rescan that follows stores the files'
+    current state. Nothing is lost and the daemon goes on."""
+    import sqlite3
+
+    tree = work / "tree"
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        con = sqlite3.connect(work / "home" / "vault" / "index.sqlite", timeout=5, isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")  # the daemon cannot commit until this ends
+        try:
+            (tree / "during.txt").write_bytes(b"written while the index was locked\n")
+            deadline = time.monotonic() + 60
+            while n.status()["capture_errors"] == 0:
+                assert time.monotonic() < deadline, "the commit never failed"
+                time.sleep(0.5)
+        finally:
+            con.execute("ROLLBACK")
+            con.close()
+        n.sync()
+        st = n.status()
+        assert st["state"] == "protecting" and st["rescans"] >= 2  # baseline + the rescan
+        versions = n.cli("versions", tree / "during.txt", check=0).json["versions"]
+        assert versions and versions[0]["size"] == len(b"written while the index was locked\n")
