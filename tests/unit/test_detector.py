@@ -71,6 +71,24 @@ def test_a_process_per_file_adds_up_at_the_driving_shell():
     assert len(verdicts[0].offending_pids) == len(verdicts[0].objects) <= 3
 
 
+def test_a_bare_pid_seen_later_does_not_erase_what_is_known_of_the_process():
+    # a process per file that has exited by the time its event is read: the process table told
+    # who it was; a later sighting that knows only its pid (a version captured after the fact)
+    # must not cut it off from the shell driving the loop
+    det = Detector(DetectConfig())
+    base(det)
+    verdicts = []
+    for i in range(10):
+        p = proc(300 + i)
+        det.feed(ProcessSeen(time_ns=i * S, subject=p))
+        det.feed(ProcessSeen(time_ns=i * S, subject=Subject(pid=p.pid)))
+        verdicts += det.feed(encrypted(b"/t/f%d.docx" % i, p.pid, i * S + 1))
+        if verdicts:
+            break
+    assert verdicts and verdicts[0].actor.pid == SHELL.pid
+    assert det.lineage(300) == [300, SHELL.pid, LOGIN.pid]
+
+
 def test_ordinary_editing_and_one_compression_raise_nothing():
     det = Detector(DetectConfig())
     base(det)

@@ -139,6 +139,9 @@ class Detector:
         self.verdicts: list[Verdict] = []
         self._n = 0
         self.now_ns = 0
+        #: time of the last record that left an actor at a third of the threshold or more (the
+        #: daemon stops discounting its own CPU priority from then on, see nocry.priority)
+        self.suspect_ns = 0
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -168,8 +171,10 @@ class Detector:
             return
         known = self.procs.get(s.pid)
         if known is None or s.ppid or s.start_time != known.start_time:
-            if known is not None and not s.ppid and known.start_time == s.start_time:
-                return  # keep the richer record
+            if known is not None and not s.ppid and s.start_time in (0, known.start_time):
+                # keep the richer record: a bare pid (its process was gone when its event was
+                # read) says nothing new, and is no sign of the pid's reuse either
+                return
             self.procs[s.pid] = s
 
     def lineage(self, pid: int) -> list[int]:
@@ -437,6 +442,8 @@ class Detector:
                 if len(a.indicators) < _MAX_INDICATORS:
                     a.indicators.append(ind)
             a.pids.add(s.pid)
+            if a.score >= c.threshold / 3:
+                self.suspect_ns = max(self.suspect_ns, t)
             if a.judged:
                 # already judged: its evidence grows, but nothing above it is judged again for it
                 break
