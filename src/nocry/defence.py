@@ -21,6 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# imported with the defence, not at the first analysis: numpy's import takes a tenth of a
+# second, which belongs to the daemon's start, not to the middle of the first burst of writes
+from nocry.analyzer.features import analyze
 from nocry.analyzer.model import ContentFeatures
 from nocry.config import Config
 from nocry.detector import KNOWN_EXTS, Detector, Verdict, extension
@@ -188,6 +191,7 @@ class Defence:
 
     def _judge(self, f: ContentFeatures, subj: Subject | None, t: int) -> None:
         batch: list = []
+        subj = self._complete(subj)
         if subj is not None:
             self._announce(subj, t, batch)
             if self._is_exempt(subj):
@@ -197,8 +201,6 @@ class Defence:
         self._feed(batch)
 
     def _analyze(self, rec: VersionRecord, old: VersionRecord | None, vault) -> ContentFeatures | None:
-        from nocry.analyzer import analyze
-
         t0 = time.perf_counter()
         try:
             f = analyze(rec.path, rec, old, vault)
