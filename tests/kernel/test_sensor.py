@@ -573,3 +573,22 @@ def test_barrier_returns_only_after_every_earlier_event_was_delivered(tmp_path):
     finally:
         sensor.stop()
     assert not sensor.barrier(0.1)  # not running: no promise
+
+
+@pytest.mark.parametrize("coalesce_s", [0.0, 0.3])
+def test_a_burst_is_read_in_one_go_when_the_reader_coalesces(running, tree: bytes, coalesce_s: float) -> None:
+    # 40 files written 5 ms apart (~0.2 s): a reader that reads at once wakes for nearly every
+    # one of them; one that lets a burst gather for 0.3 s reads them in a batch or two, and
+    # still reads the first no later than the coalescing time (plus scheduling slack) after it
+    # was written (FileEvent.time_ns is the read time; the file's mtime, the write time)
+    sensor, col = running([tree], coalesce_s=coalesce_s)
+    code = "import time\nfor i in range(40):\n    open(f'f{i}', 'w').close(); time.sleep(0.005)\n"
+    with act(code, tree) as a:
+        first = col.wait_for(is_file_event(tree + b"/f0", Op.CLOSE_WRITE, a.pid))
+        wait_ops(col, tree + b"/f39", a.pid, Op.CLOSE_WRITE)
+    if coalesce_s:
+        assert col.batches <= 3, col.batches
+    else:
+        assert col.batches >= 10, col.batches
+    waited_s = (first.time_ns - os.stat(tree + b"/f0").st_mtime_ns) / 1e9
+    assert waited_s < coalesce_s + 0.25, waited_s
