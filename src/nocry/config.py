@@ -34,6 +34,9 @@ class SensorConfig:
     unlimited_queue: bool = False
     #: size of the in-process queue between the reader thread and the daemon
     queue_size: int = 1_000_000
+    #: the reader lets a burst of events gather this long before reading it: the writing process
+    #: then does not wake the reader for every event (0: read at once; latency grows by at most this)
+    coalesce_ms: int = 5
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class CaptureConfig:
     exclude: tuple[str, ...] = ()
     #: files larger than this are recorded as metadata only (0: no limit)
     max_file_bytes: int = 0
+    #: the daemon's niceness while nothing is suspicious and it keeps up (0-19, 0: never lowered);
+    #: it goes back to normal priority while an actor looks suspicious or it falls behind
+    nice: int = 10
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,9 @@ watch_reads = false
 # ask the kernel for an unbounded queue instead of its 16384 events
 unlimited_queue = false
 queue_size = 1000000
+# let a burst of events gather this long before reading it (fewer wake-ups of the reader from
+# the writing process; events wait at most this much longer)
+coalesce_ms = 5
 
 [capture]
 # capture a file this long after its last close-write ...
@@ -198,6 +207,9 @@ group_commit_ms = 250
 exclude = []
 # files above this size are recorded as metadata only (0: no limit)
 max_file_bytes = 0
+# niceness while nothing looks suspicious and the daemon keeps up (0: never lowered); back to
+# normal priority while an actor scores a third of the threshold or more, or capture lags
+nice = 10
 
 [vault]
 chunk_avg_kib = 64
@@ -340,6 +352,10 @@ def parse_config(text: str, where: str = "<config>") -> Config:
         raise ConfigError(f"{where}: vault.chunk_avg_kib must be between 1 and 4096")
     if not 1 <= v.compression_level <= 22:
         raise ConfigError(f"{where}: vault.compression_level must be between 1 and 22")
+    if cfg.capture.nice > 19:
+        raise ConfigError(f"{where}: capture.nice must be between 0 and 19")
+    if cfg.sensor.coalesce_ms > 1000:
+        raise ConfigError(f"{where}: sensor.coalesce_ms must be at most 1000")
     if cfg.respond.after_freeze not in ("none", "kill"):
         raise ConfigError(f"{where}: respond.after_freeze must be 'none' or 'kill'")
     if v.pack_target_mib < 1:

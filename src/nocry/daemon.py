@@ -33,6 +33,7 @@ from nocry.errors import VaultError, VaultFull
 from nocry.events import FileEvent, Op, Overflow, Subject
 from nocry import sdnotify
 from nocry.home import Home
+from nocry.priority import Priority
 from nocry.vault import Vault
 
 __all__ = ["Daemon", "SyncRequest"]
@@ -158,6 +159,9 @@ class Daemon:
         self._last_event_ns = 0
         self._rescan_needed = False
         self._last_full_check = 0.0
+        self.priority: Priority | None = None
+        self._behind: str | None = None  # why the daemon fell behind since the last _pace
+        self._suspect_seen = 0
         self._last_status = 0.0
         # first thinning one period after start, not at once: a restart loop must not prune
         self._last_retention = time.monotonic()
@@ -176,6 +180,8 @@ class Daemon:
             self.control = ControlServer(self.home.socket_path, self)
             self.control.start()
             self.sensor.start()
+            self.priority = Priority(self.cap.nice)
+            self.priority.calm(time.monotonic())  # the baseline is background work too
             self.state = "baselining"
             self._write_status()
             log.info("event=start pid=%d trees=%s mode=%s", os.getpid(), [os.fsdecode(t) for t in self.trees], self.config.mode)
@@ -232,6 +238,7 @@ class Daemon:
             watch_reads=self.config.sensor.watch_reads,
             unlimited_queue=self.config.sensor.unlimited_queue,
             ignore_pids=(os.getpid(),),
+            coalesce_s=self.config.sensor.coalesce_ms / 1000,
         )
 
     def _shutdown(self) -> None:
@@ -283,10 +290,33 @@ class Daemon:
             self._capture_due()
             self._maybe_commit()
             now = time.monotonic()
+            self._pace(now)
             self._maybe_retention(now)
             if now - self._last_status >= _STATUS_EVERY_S:
                 self._write_status()
                 sdnotify.notify("WATCHDOG=1")
+
+    def _pace(self, now: float) -> None:
+        """The daemon's CPU priority (:mod:`nocry.priority`): normal while an actor looks
+        suspicious, an incident is open or the daemon falls behind; lowered otherwise."""
+        pr = self.priority
+        if pr is None:
+            return
+        reason = self._behind
+        self._behind = None
+        if reason is None and self._heap and self._heap[0][0] < time.monotonic_ns() - pr.lag_ns:
+            reason = "captures_overdue"
+        d = self.defence
+        if d is not None:
+            if d.open:
+                reason = "incident_open"
+            elif d.detector.suspect_ns > self._suspect_seen:
+                self._suspect_seen = d.detector.suspect_ns
+                reason = "suspicious_actor"
+        if reason is not None:
+            pr.boost(now, reason)
+        else:
+            pr.calm(now)
 
     def _next_timeout(self) -> float:
         wake = [self._heap[0][0]] if self._heap else []
@@ -430,11 +460,14 @@ class Daemon:
             self._defend(self.defence.on_events, events)
         now = time.monotonic_ns()
         self._last_event_ns = now
+        if self.priority is not None and events and time.time_ns() - events[0].time_ns > self.priority.lag_ns:
+            self._behind = "events_late"
         for ev in events:
             self.events_seen += 1
             if isinstance(ev, Overflow):
                 self.overflows_seen += 1
                 self._rescan_needed = True
+                self._behind = "overflow"
                 log.warning("event=overflow reason=%s action=rescan", ev.reason)
                 self.home.alert("overflow", "events were lost; the protected trees will be rescanned", reason=ev.reason)
                 continue
@@ -822,6 +855,7 @@ class Daemon:
             "last_error": self.last_error,
             "last_scan": self.last_scan,
             "detection": self.defence.stats() if self.defence is not None else None,
+            "priority": self.priority.status() if self.priority is not None else None,
             "updated_at": time.time(),
         }
 

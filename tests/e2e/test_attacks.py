@@ -179,3 +179,26 @@ def test_observe_mode_alerts_without_acting(work):
         assert res.json["failed"] == 0, res.json
         assert _disk(tree) == _generated(tree)
         n.stop()
+
+
+def test_the_daemon_runs_niced_while_calm_and_at_normal_priority_once_attacked(work):
+    from tests.kernel.test_priority import thread_nices
+
+    tree = work / "tree"
+    (work / "home" / "config.toml").write_text("[canary]\nenabled = false\n[capture]\nnice = 12\n")
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        st = n.status()
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        assert st["priority"]["nice"] == base + 12 and st["priority"]["lowered"], st["priority"]
+        assert set(thread_nices(st["pid"]).values()) == {base + 12}
+        run = n.cli("drill", "run", "encrypt-in-place", tree, "--delay", "0.01", "--timeout", "4", timeout=120)
+        assert run.code in (0, 1), run
+        assert _wait_incident(n)
+        deadline = time.monotonic() + 5
+        while n.status()["priority"]["lowered"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pr = n.status()["priority"]
+        assert pr["nice"] == base and pr["last_reason"] in ("suspicious_actor", "incident_open"), pr
+        assert set(thread_nices(st["pid"]).values()) == {base}
+        n.stop()
