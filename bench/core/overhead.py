@@ -158,6 +158,12 @@ def bench_git(work: Work, repo: Path, pairs: int) -> list[dict]:
         state["head"] = "B" if state["head"] == "A" else "A"
         return ["git", "-C", str(repo), "checkout", "-q", state["head"]]
 
+    def start_from(head: str) -> None:
+        """Untimed, no daemon: both legs of a pair check out the same direction (A->B and B->A
+        differ in cost, so a pair must not compare one with the other)."""
+        if state["head"] != head:
+            run(flip())
+
     with Daemon(home, repo) as d:  # baseline and warm-up (both commits into the vault)
         run(flip())
         d.sync()
@@ -167,6 +173,7 @@ def bench_git(work: Work, repo: Path, pairs: int) -> list[dict]:
     for i in range(pairs):
         rec: dict = {"pair": i}
         for on in pairs_order(i):
+            start_from("A" if i % 2 == 0 else "B")
             if not on:
                 flush_disk()
                 rec["settle_off"] = settle()
