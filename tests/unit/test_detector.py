@@ -57,16 +57,25 @@ def test_in_place_encryption_by_one_process_is_judged_within_a_few_files():
     assert {i.name for i in v.indicators} <= {"type_lost", "breadth"}
 
 
-def test_a_process_per_file_adds_up_at_the_driving_shell():
-    det = Detector(DetectConfig())
-    base(det)
+def _process_per_file(det: Detector, *, bare_sighting: bool = False) -> list:
+    """A shell loop running one process per file; ``bare_sighting``: each process is seen again
+    by its pid alone (it had exited when a version of its file was captured)."""
     verdicts = []
     for i in range(10):
         p = proc(300 + i)
         det.feed(ProcessSeen(time_ns=i * S, subject=p))
+        if bare_sighting:
+            det.feed(ProcessSeen(time_ns=i * S, subject=Subject(pid=p.pid)))
         verdicts += det.feed(encrypted(b"/t/f%d.docx" % i, p.pid, i * S + 1))
         if verdicts:
             break
+    return verdicts
+
+
+def test_a_process_per_file_adds_up_at_the_driving_shell():
+    det = Detector(DetectConfig())
+    base(det)
+    verdicts = _process_per_file(det)
     assert verdicts and verdicts[0].actor.pid == SHELL.pid
     assert len(verdicts[0].offending_pids) == len(verdicts[0].objects) <= 3
 
@@ -77,14 +86,7 @@ def test_a_bare_pid_seen_later_does_not_erase_what_is_known_of_the_process():
     # must not cut it off from the shell driving the loop
     det = Detector(DetectConfig())
     base(det)
-    verdicts = []
-    for i in range(10):
-        p = proc(300 + i)
-        det.feed(ProcessSeen(time_ns=i * S, subject=p))
-        det.feed(ProcessSeen(time_ns=i * S, subject=Subject(pid=p.pid)))
-        verdicts += det.feed(encrypted(b"/t/f%d.docx" % i, p.pid, i * S + 1))
-        if verdicts:
-            break
+    verdicts = _process_per_file(det, bare_sighting=True)
     assert verdicts and verdicts[0].actor.pid == SHELL.pid
     assert det.lineage(300) == [300, SHELL.pid, LOGIN.pid]
 
