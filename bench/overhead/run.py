@@ -526,7 +526,7 @@ def main() -> int:
         log(f"missing programs {missing}: skipping the workloads that need them")
         wanted = [w for w in wanted if not ((w == "build" and {"make", "gcc"} & set(missing))
                                             or (w.startswith("fio") and "fio" in missing) or (w == "git" and "git" in missing))]
-    default_pairs = {"tar": 5, "git": 6, "build": 3, "fio-seq": 3, "fio-rand": 3}
+    default_pairs = {"tar": 5, "git": 10, "build": 3, "fio-seq": 5, "fio-rand": 5}
     pairs = {w: args.runs or (2 if args.quick else default_pairs[w]) for w in wanted}
     fio_size = args.fio_size or ("64M" if args.quick else "512M")
     t_start = time.perf_counter()
