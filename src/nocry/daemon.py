@@ -284,13 +284,13 @@ class Daemon:
             self._drain_queue(block=True, timeout=timeout)
             if self.stop_requested.is_set():
                 break
+            self._pace(time.monotonic())  # before a rescan that an overflow asks for
             self._check_space()
             if self._rescan_needed and not self.paused:
                 self._scan_all(reason="rescan")
             self._capture_due()
             self._maybe_commit()
             now = time.monotonic()
-            self._pace(now)
             self._maybe_retention(now)
             if now - self._last_status >= _STATUS_EVERY_S:
                 self._write_status()
