@@ -190,8 +190,9 @@ def test_the_daemon_runs_niced_while_calm_and_at_normal_priority_once_attacked(w
         n.start(tree)
         st = n.status()
         base = os.getpriority(os.PRIO_PROCESS, 0)
-        assert st["priority"]["nice"] == base + 12 and st["priority"]["lowered"], st["priority"]
-        assert set(thread_nices(st["pid"]).values()) == {base + 12}
+        low = min(19, base + 12)
+        assert st["priority"]["nice"] == low and st["priority"]["lowered"], st["priority"]
+        assert set(thread_nices(st["pid"]).values()) == {low}
         run = n.cli("drill", "run", "encrypt-in-place", tree, "--delay", "0.01", "--timeout", "4", timeout=120)
         assert run.code in (0, 1), run
         assert _wait_incident(n)
