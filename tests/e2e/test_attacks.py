@@ -195,11 +195,14 @@ def test_the_daemon_runs_niced_while_calm_and_at_normal_priority_once_attacked(w
         assert set(thread_nices(st["pid"]).values()) == {low}
         run = n.cli("drill", "run", "encrypt-in-place", tree, "--delay", "0.01", "--timeout", "4", timeout=120)
         assert run.code in (0, 1), run
-        assert _wait_incident(n)
+        incs = _wait_incident(n)
+        assert incs
         deadline = time.monotonic() + 5
         while n.status()["priority"]["lowered"] and time.monotonic() < deadline:
             time.sleep(0.05)
         pr = n.status()["priority"]
         assert pr["nice"] == base and pr["last_reason"] in ("suspicious_actor", "incident_open"), pr
         assert set(thread_nices(st["pid"]).values()) == {base}
+        for inc in incs:  # the frozen attacker must not outlive the test
+            assert n.cli("incident", "kill", str(inc["id"])).code in (0, 1)
         n.stop()
