@@ -213,25 +213,31 @@ GIT_CMD = (f"time git checkout -q A|B   (off)  vs  {NC} --home $H protect $REPO;
            f"time {NC} --home $H sync   (on)")
 
 
+def _onoff_figures(rows: list[dict], prefix: str, what: str, cpu_what: str, goal: str, cmd: str) -> list[Figure]:
+    """The three figures of alternating off/on pairs: wall time until the command returns, until
+    ``nocry sync`` returns after it, and the daemon's CPU seconds."""
+    n = len(rows)
+    return [
+        Figure(prefix, what, median([r["on_s"] for r in rows]), "s", ratio=median([r["ratio"] for r in rows]),
+               ratio_what=f"on / off (goal {goal})", runs=n, cmd=cmd, raw=[(r["off_s"], r["on_s"]) for r in rows],
+               note=f"off median {median([r['off_s'] for r in rows]):.2f} s"),
+        Figure(f"{prefix}_sync", "the same until `nocry sync` returns (capture lag included)",
+               median([r["on_sync_s"] for r in rows]), "s", ratio=median([r["ratio_sync"] for r in rows]), ratio_what="on+sync / off",
+               runs=n, cmd=cmd, raw=[r["on_sync_s"] for r in rows]),
+        Figure(f"{prefix}_cpu", cpu_what,
+               median([r["cpu_s"] for r in rows]), "CPU s", ratio=median([r["cpu_s"] / r["off_s"] for r in rows]),
+               ratio_what="daemon CPU s / off wall s", runs=n, cmd=cmd, raw=[r["cpu_s"] for r in rows]),
+    ]
+
+
 def tar_figures(t: list[dict], meta: dict, goal: str = "<= 1.05", prefix: str = "overhead.tar") -> list[Figure]:
     """The figures of bench_tar's rounds (the outside figure only if those legs ran)."""
-    n = len(t)
-    figs = [
-        Figure(prefix, f"tar -xf of {describe_tree(meta)}: until tar returns",
-               median([r["on_s"] for r in t]), "s", ratio=median([r["ratio"] for r in t]), ratio_what=f"on / off (goal {goal})",
-               runs=n, cmd=TAR_CMD, raw=[(r["off_s"], r["on_s"]) for r in t],
-               note=f"off median {median([r['off_s'] for r in t]):.2f} s"),
-        Figure(f"{prefix}_sync", "the same until `nocry sync` returns (capture lag included)",
-               median([r["on_sync_s"] for r in t]), "s", ratio=median([r["ratio_sync"] for r in t]), ratio_what="on+sync / off",
-               runs=n, cmd=TAR_CMD, raw=[r["on_sync_s"] for r in t]),
-        Figure(f"{prefix}_cpu", "daemon CPU seconds per tar extraction (tar start to sync return)",
-               median([r["cpu_s"] for r in t]), "CPU s", ratio=median([r["cpu_s"] / r["off_s"] for r in t]),
-               ratio_what="daemon CPU s / off wall s", runs=n, cmd=TAR_CMD, raw=[r["cpu_s"] for r in t]),
-    ]
+    figs = _onoff_figures(t, prefix, f"tar -xf of {describe_tree(meta)}: until tar returns",
+                          "daemon CPU seconds per tar extraction (tar start to sync return)", goal, TAR_CMD)
     if all("outside_s" in r for r in t):
         figs.append(Figure(f"{prefix}_outside", "the same tar into an UNPROTECTED directory while nocry protects another tree "
                            "on the same filesystem", median([r["outside_s"] for r in t]), "s",
-                           ratio=median([r["ratio_outside"] for r in t]), ratio_what="outside / off", runs=n,
+                           ratio=median([r["ratio_outside"] for r in t]), ratio_what="outside / off", runs=len(t),
                            cmd=f"{NC} --home $H protect $OTHER; time tar -xf SRC.tar -C $T   ($T not protected, same filesystem)",
                            raw=[(r["off_s"], r["outside_s"]) for r in t],
                            note=f"daemon CPU median {median([r['outside_cpu_s'] for r in t])} s per extraction"))
@@ -240,19 +246,8 @@ def tar_figures(t: list[dict], meta: dict, goal: str = "<= 1.05", prefix: str = 
 
 def git_figures(g: list[dict], info: dict, goal: str = "<= 1.05", prefix: str = "overhead.git") -> list[Figure]:
     """The figures of bench_git's pairs."""
-    n = len(g)
-    return [
-        Figure(prefix, f"git checkout between two commits ({info['changed']:,} of {info['files']:,} files differ): until git returns",
-               median([r["on_s"] for r in g]), "s", ratio=median([r["ratio"] for r in g]), ratio_what=f"on / off (goal {goal})",
-               runs=n, cmd=GIT_CMD, raw=[(r["off_s"], r["on_s"]) for r in g],
-               note=f"off median {median([r['off_s'] for r in g]):.2f} s"),
-        Figure(f"{prefix}_sync", "the same until `nocry sync` returns (capture lag included)",
-               median([r["on_sync_s"] for r in g]), "s", ratio=median([r["ratio_sync"] for r in g]), ratio_what="on+sync / off",
-               runs=n, cmd=GIT_CMD, raw=[r["on_sync_s"] for r in g]),
-        Figure(f"{prefix}_cpu", "daemon CPU seconds per checkout (checkout start to sync return)",
-               median([r["cpu_s"] for r in g]), "CPU s", ratio=median([r["cpu_s"] / r["off_s"] for r in g]),
-               ratio_what="daemon CPU s / off wall s", runs=n, cmd=GIT_CMD, raw=[r["cpu_s"] for r in g]),
-    ]
+    what = f"git checkout between two commits ({info['changed']:,} of {info['files']:,} files differ): until git returns"
+    return _onoff_figures(g, prefix, what, "daemon CPU seconds per checkout (checkout start to sync return)", goal, GIT_CMD)
 
 
 def main() -> None:
