@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,6 +242,25 @@ class Work:
         _cleanup_daemons()
         if not self.keep:
             rmtree(self.root)
+
+
+def write_docs_block(doc: Path, begin: str, end: str, block: str, place: Callable[[str, str], str] | None = None) -> None:
+    """Replace the text from ``begin`` to ``end`` (markers included) in ``doc`` with ``block``, which
+    carries its own markers. Where the markers are missing, ``place(text, block)`` returns the new
+    text (default: the block appended). Re-read right before writing and renamed over: other
+    benchmarks write other sections of the same file."""
+    text = doc.read_text() if doc.exists() else "# nocry — benchmarks\n"
+    a = text.find(begin)
+    b = text.find(end, a) if a >= 0 else -1
+    if b >= 0:
+        text = text[:a] + block + text[b + len(end):]
+    elif place is not None:
+        text = place(text, block)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = doc.with_name(f".{doc.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, doc)
 
 
 def make_isolated(work: Path, size_gib: int, inodes: int | None = None) -> tuple[Path, str]:

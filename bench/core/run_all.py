@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (PY, REPO, fmt_value, fs_type, git_info, kill_under, log, machine, make_isolated,  # noqa: E402
-                    result_path, rmtree, run, snapshot_rev, unmount_isolated)
+                    result_path, rmtree, run, snapshot_rev, unmount_isolated, write_docs_block)
 
 MODULES = ["sensor", "capture", "vault_size", "restore", "overhead", "rpo"]
 TITLES = {
@@ -308,16 +308,7 @@ def _raw(xs: list) -> str:
 
 
 def write_docs(block: str) -> None:
-    if DOC.exists():
-        text = DOC.read_text()
-        if BEGIN in text and END in text:
-            a = text.index(BEGIN)
-            b = text.index(END) + len(END)
-            DOC.write_text(text[:a] + block + text[b:])
-            return
-        DOC.write_text(text.rstrip() + "\n\n" + block + "\n")
-        return
-    DOC.write_text("# nocry — benchmarks\n\n" + block + "\n")
+    write_docs_block(DOC, BEGIN, END, block)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO))
 import overhead as core  # noqa: E402  bench/core/overhead.py: tar and git legs
 from common import (NC, RESULTS, Daemon, Work, add_src_arg, common_args, data_tree, describe_tree, flush_disk,  # noqa: E402
                     fmt_value, fs_type, git_info, kill_under, log, machine, make_isolated, median, rmtree, run, settle,
-                    setup_code, shjoin, specs, unmount_isolated)
+                    setup_code, shjoin, specs, unmount_isolated, write_docs_block)
 
 from bench.benign.common import FreezeWatcher, release_frozen, remove_quarantine  # noqa: E402
 from bench.overhead.cproject import write_cproject  # noqa: E402
@@ -445,17 +445,13 @@ def _short(res: dict) -> str:
 
 
 def write_docs(block: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# nocry — benchmarks\n"
-    if BEGIN in text and END in text:
-        a = text.index(BEGIN)
-        b = text.index(END) + len(END)
-        text = text[:a] + block + text[b:]
-    elif HEADING + "\n" in text:
-        i = text.index(HEADING + "\n") + len(HEADING) + 1
-        text = text[:i] + "\n" + block + "\n" + text[i:]
-    else:
-        text = text.rstrip() + f"\n\n{HEADING}\n\n" + block + "\n"
-    DOC.write_text(text)
+    def place(text: str, block: str) -> str:  # under the heading, or a new section at the end
+        if HEADING + "\n" in text:
+            i = text.index(HEADING + "\n") + len(HEADING) + 1
+            return text[:i] + "\n" + block + "\n" + text[i:]
+        return text.rstrip() + f"\n\n{HEADING}\n\n" + block + "\n"
+
+    write_docs_block(DOC, BEGIN, END, block, place)
     log(f"refreshed the overhead section of {DOC}")
 
 

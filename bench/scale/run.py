@@ -66,7 +66,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from common import (PY, REPO, RESULTS, Daemon, Work, du_bytes, flush_disk, fmt_value, fs_source, fs_type,  # noqa: E402
                     kill_under, log, machine, nocry_argv, proc_cpu_s, rmtree, run, settle, setup_code, shjoin,
-                    vault_sizes)
+                    vault_sizes, write_docs_block)
 
 import burst  # noqa: E402
 import gen  # noqa: E402
@@ -823,14 +823,7 @@ def render_markdown(r: dict[str, Any]) -> str:
 
 
 def write_docs(block: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# nocry — benchmarks\n"
-    if BEGIN in text and END in text:
-        a = text.index(BEGIN)
-        z = text.index(END) + len(END)
-        text = text[:a] + block + text[z:]
-    else:
-        text = text.rstrip() + "\n\n" + INTRO + "\n" + block + "\n"
-    DOC.write_text(text)
+    write_docs_block(DOC, BEGIN, END, block, lambda text, block: text.rstrip() + "\n\n" + INTRO + "\n" + block + "\n")
 
 
 if __name__ == "__main__":
