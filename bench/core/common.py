@@ -174,6 +174,8 @@ _LIVE_HOMES: set[str] = set()
 SETTLE_MAX_S = 5.0
 #: --mode for `nocry protect` (None: the configuration's)
 PROTECT_MODE: str | None = None
+#: config.toml of every daemon started without one of its own (from --set; None: the defaults)
+DAEMON_CONFIG: str | None = None
 
 
 def _cleanup_daemons() -> None:
@@ -209,9 +211,10 @@ class Work:
             base = args.tmp
             root = Path(tempfile.mkdtemp(prefix=f"nocry-core-{name}-", dir=base))
             work = cls(root, keep=args.keep, owned=True)
-        global SETTLE_MAX_S, WORK_ROOT, PROTECT_MODE
+        global SETTLE_MAX_S, WORK_ROOT, PROTECT_MODE, DAEMON_CONFIG
         WORK_ROOT = root
         PROTECT_MODE = args.mode
+        DAEMON_CONFIG = config_toml(getattr(args, "set", None) or [])
         SETTLE_MAX_S = args.settle if args.settle is not None else (1.0 if args.quick else 3.0)
         t = fs_type(root)
         if t in ("tmpfs", "ramfs"):
@@ -312,6 +315,31 @@ def common_args(ap: argparse.ArgumentParser) -> None:
                     help="pass --mode to every `nocry protect` (default: the configuration's, i.e. enforce where detection exists)")
     ap.add_argument("--settle", type=float, default=None,
                     help="before each timed leg, wait at most this long for an idle machine (default 3 s, --quick 1 s)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a setting of every daemon's config.toml, TOML value syntax (repeatable), "
+                         "e.g. --set capture.nice=0 --set 'capture.exclude=[\"*.o\"]'")
+
+
+def config_toml(settings: Sequence[str]) -> str | None:
+    """``["capture.nice=0", ...]`` -> the text of a config.toml (None for no settings); checked
+    by nocry's own parser, so a typo fails here and not in the first daemon."""
+    if not settings:
+        return None
+    sections: dict[str, list[str]] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. capture.nice=0")
+        sections.setdefault(section, []).append(f"{name} = {value.strip()}")
+    text = "".join(f"[{sec}]\n" + "\n".join(lines) + "\n" for sec, lines in sections.items())
+    with tempfile.TemporaryDirectory() as d:
+        cfg = Path(d) / "config.toml"
+        cfg.write_text(text)
+        probe = run([PY, "-c", "import sys; from pathlib import Path; from nocry.config import load_config; load_config(Path(sys.argv[1]))", str(cfg)], check=False)
+    if probe.returncode != 0:
+        raise SystemExit(f"--set: nocry rejects this configuration:\n{text}{(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+    return text
 
 
 def module_cmd(module: str, args: argparse.Namespace, extra: Sequence[str] = ()) -> str:
@@ -414,6 +442,7 @@ class Daemon:
         self.trees = [str(t) for t in trees]
         self.pid: int | None = None
         self.protect_s: float | None = None
+        config = DAEMON_CONFIG if config is None else config
         if config is not None:
             self.home.mkdir(parents=True, exist_ok=True)
             (self.home / "config.toml").write_text(config)

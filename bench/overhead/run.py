@@ -379,7 +379,8 @@ def render_markdown(data: dict[str, Any], label: str, compare: tuple[str, str]) 
                f"{m.get('git')}, {res['params'].get('fio') or 'fio n/a'}, gcc {res['params'].get('gcc', '?')}")
     out.append(f"- filesystem of trees and homes: {m['fs']} on {m.get('fs_source', '?')}")
     out.append(f"- commit: {_commit_line(res)}")
-    out.append(f"- protect mode: {res['protect_mode']}; load average at start: {' '.join(m['loadavg_start'])}; "
+    settings = "; settings: " + ", ".join(f"`{x}`" for x in res["settings"]) if res.get("settings") else ""
+    out.append(f"- protect mode: {res['protect_mode']}{settings}; load average at start: {' '.join(m['loadavg_start'])}; "
                f"legs that started with another process's fanotify group on the filesystem: {res['foreign_legs'][0]} of {res['foreign_legs'][1]}; "
                f"legs that started busy (CPU >= 35 % after the settle wait): {res['busy_legs'][0]} of {res['busy_legs'][1]}")
     out.append("- each ratio is the median over pairs of the per-pair ratio (legs alternate off,on / on,off); "
@@ -590,7 +591,7 @@ def main() -> int:
         _walk_settles(raw, settles)
         result = {
             "label": args.label, "quick": args.quick, "command": command_line(sys.argv[1:]), "machine": mach, "code": code,
-            "protect_mode": args.mode or "configuration default", "params": params, "summary": summary, "figures": figures,
+            "protect_mode": args.mode or "configuration default", "settings": args.set, "params": params, "summary": summary, "figures": figures,
             "runs": raw, "wall_s": round(time.perf_counter() - t_start, 1),
             "foreign_legs": [sum(1 for s in settles if s["foreign_fanotify"]), len(settles)],
             "busy_legs": [sum(1 for s in settles if s["busy"] >= 0.35), len(settles)],
