@@ -411,6 +411,11 @@ def burst_leg(work: Path, tree: Path | None, home: Path | None, d: Daemon | None
     rec["overflows"] = rec["delta"]["overflows"]
     rec["rescans"] = rec["delta"]["rescans"]
     rec["last_scan_after"] = scan_info(after) if rec["rescans"] else None
+    bl_a, bl_b = after.get("backlog") or {}, before.get("backlog") or {}
+    # the daemon's queue of events not yet handled: its highest level so far, and how often the
+    # reader waited for room (then the kernel queue overflows: a rescan)
+    rec["backlog_peak"] = bl_a.get("peak")
+    rec["reader_waits"] = (bl_a.get("reader_waits") or 0) - (bl_b.get("reader_waits") or 0) if bl_a else None
     rec["status_after"] = {k: after.get(k) for k in ("last_error", "capture_paused", "state")}
     at = time.time()
     gone_files = sorted(str(p) for p in gone_dir.glob("*.gone"))
@@ -798,12 +803,13 @@ def render_markdown(r: dict[str, Any]) -> str:
            ""]
     out.append("Per burst (nocry on):")
     out.append("")
-    out.append("| # | daemon stalled (s) | ops | ops/s | overflows | rescans | sync after (s) | files on disk: final content in vault | missing / stale | vanished paths: absent from vault state | sample of vanished (`nocry versions`) |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| # | daemon stalled (s) | ops | ops/s | overflows | rescans | queued events: highest so far, reader waits | sync after (s) | files on disk: final content in vault | missing / stale | vanished paths: absent from vault state | sample of vanished (`nocry versions`) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for i, x in enumerate(r["bursts"] + (r.get("bursts_stalled") or [])):
         c = x["check"]
         smp = c["gone_sample"]
-        out.append(f"| {i} | {x.get('stall_s') or 0:g} | {x['ops']:,} | {x['ops_per_s']:,} | {x['overflows']} | {x['rescans']} | {x['sync_after_s']} | "
+        backlog = f"{x['backlog_peak']:,}, {x['reader_waits']}" if x.get("backlog_peak") is not None else "–"
+        out.append(f"| {i} | {x.get('stall_s') or 0:g} | {x['ops']:,} | {x['ops_per_s']:,} | {x['overflows']} | {x['rescans']} | {backlog} | {x['sync_after_s']} | "
                    f"{c['files_ok']:,} / {c['files_on_disk']:,} | {c['missing']} / {c['stale']} | "
                    f"{c['gone'] - c['gone_still_live_in_vault']:,} / {c['gone']:,} | {smp['tombstone']} tombstone, "
                    f"{smp['never_captured']} never captured, {smp['live_version']} live |")

@@ -32,8 +32,10 @@ class SensorConfig:
     #: ask the kernel for an unbounded event queue (FAN_UNLIMITED_QUEUE); off keeps the kernel's
     #: default of 16384 queued events, after which an overflow triggers a rescan
     unlimited_queue: bool = False
-    #: size of the in-process queue between the reader thread and the daemon
-    queue_size: int = 1_000_000
+    #: events read from the kernel and not yet handled that the daemon holds at most (~300 bytes
+    #: each); beyond it the reader waits, the kernel's queue fills and overflows, and the daemon
+    #: rescans: bounded memory while the capture loop is busy (e.g. rescanning during a burst)
+    queue_size: int = 500_000
     #: the reader lets a burst of events gather this long before reading it: the writing process
     #: then does not wake the reader for every event (0: read at once; latency grows by at most this)
     coalesce_ms: int = 5
@@ -190,7 +192,9 @@ mode = "enforce"
 watch_reads = false
 # ask the kernel for an unbounded queue instead of its 16384 events
 unlimited_queue = false
-queue_size = 1000000
+# events read but not yet handled that the daemon holds (~300 bytes each); beyond it the kernel's
+# queue overflows and the daemon rescans
+queue_size = 500000
 # let a burst of events gather this long before reading it (fewer wake-ups of the reader from
 # the writing process; events wait at most this much longer)
 coalesce_ms = 5
@@ -354,6 +358,8 @@ def parse_config(text: str, where: str = "<config>") -> Config:
         raise ConfigError(f"{where}: vault.compression_level must be between 1 and 22")
     if cfg.capture.nice > 19:
         raise ConfigError(f"{where}: capture.nice must be between 0 and 19")
+    if cfg.sensor.queue_size < 1:
+        raise ConfigError(f"{where}: sensor.queue_size must be at least 1")
     if cfg.sensor.coalesce_ms > 1000:
         raise ConfigError(f"{where}: sensor.coalesce_ms must be at most 1000")
     if cfg.respond.after_freeze not in ("none", "kill"):

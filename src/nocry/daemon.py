@@ -36,7 +36,7 @@ from nocry.home import Home
 from nocry.priority import Priority
 from nocry.vault import Vault
 
-__all__ = ["Daemon", "SyncRequest"]
+__all__ = ["Backlog", "Daemon", "SyncRequest"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,58 @@ _QUIET_NS = 1_000_000_000
 _DRAIN_S = 0.005
 #: an open vault batch is committed once no event came for this long
 _QUIET_COMMIT_NS = 20_000_000
+
+
+class Backlog:
+    """The queue between the sensor's reader thread and the capture loop, bounded in events.
+
+    The reader hands over lists of events; once ``limit`` events wait, it waits too, so the kernel's
+    own queue fills and overflows, which the capture loop answers with a rescan: memory stays
+    bounded while the loop is busy (a rescan of a big tree during a burst let a million events
+    queue up, ~300 bytes each). Requests from other threads (sync, incident actions, stop) are
+    never held back. ``close()`` releases a waiting reader for good (shutdown)."""
+
+    def __init__(self, limit: int):
+        self.limit = max(1, limit)
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.events = 0  # events handed over and not yet taken (read without the lock by status)
+        self.peak = 0
+        self.waits = 0  # times the reader had to wait for room
+
+    def put_events(self, events: list) -> None:
+        with self._cond:
+            if self.events >= self.limit and not self._closed:
+                self.waits += 1
+                while self.events >= self.limit and not self._closed:
+                    self._cond.wait(0.5)
+            self.events += len(events)
+            self.peak = max(self.peak, self.events)
+        self._q.put(events)
+
+    def put(self, item: Any) -> None:
+        self._q.put(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        item = self._q.get(block, timeout)
+        if isinstance(item, list):
+            with self._cond:
+                self.events -= len(item)
+                if self.events < self.limit:
+                    self._cond.notify_all()
+        return item
+
+    def get_nowait(self) -> Any:
+        return self.get(block=False)
+
+    def qsize(self) -> int:
+        return self._q.qsize()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 @dataclass
@@ -129,7 +181,7 @@ class Daemon:
         self.recorder: Any = None
         self.defence: Any = None
         self.process_table: Any = None
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.queue = Backlog(config.sensor.queue_size)
         self.state = "starting"
         self.started_at = time.time()
         self.stop_requested = threading.Event()
@@ -226,7 +278,7 @@ class Daemon:
         self.defence = Defence(self.home, self.config, self.trees, recorder=self.recorder, process_table=self.process_table)
 
     def _make_sensor(self):
-        sink = self.queue.put
+        sink = self.queue.put_events
         if self._sensor_factory is not None:
             return self._sensor_factory(self.trees, sink)
         from nocry.sensor import FanotifySensor
@@ -244,6 +296,7 @@ class Daemon:
     def _shutdown(self) -> None:
         was = self.state
         self.state = "stopping"
+        self.queue.close()  # a reader waiting for room must not hold up its own stop
         if self.sensor is not None:
             try:
                 self.sensor.stop()
@@ -845,6 +898,8 @@ class Daemon:
             "overflows": getattr(s, "overflows", self.overflows_seen) if s else self.overflows_seen,
             "pending": len(self._pending),
             "queued": self.queue.qsize(),
+            # events handed over by the reader and not yet handled; the reader waits at queue_size
+            "backlog": {"events": self.queue.events, "peak": self.queue.peak, "limit": self.queue.limit, "reader_waits": self.queue.waits},
             "versions_stored": self.versions_stored,
             "tombstones_stored": self.tombstones_stored,
             "unreadable": self.unreadable,

@@ -159,6 +159,50 @@ def test_queue_overflow_is_detected_and_rescanned(work):
         knob.write_text(old)
 
 
+def test_events_piling_up_while_capture_is_stuck_are_bounded_and_nothing_is_missed(work):
+    """``sensor.queue_size`` bounds the daemon's queue of events: with the capture loop stuck in a
+    commit (another process holds the index's write lock) while a burst lands, the reader waits
+    for room instead of queueing every event (a rescan during a big burst once queued a million,
+    ~300 MB), the kernel's queue overflows, and the rescan that follows leaves the vault equal
+    to the disk."""
+    import sqlite3
+
+    tree, home = work / "tree", work / "home"
+    home.mkdir()
+    (home / "config.toml").write_text("[sensor]\nqueue_size = 200\n")
+    knob = Path("/proc/sys/fs/fanotify/max_queued_events")
+    old = knob.read_text()
+    burst = f"import os\nfor i in range(3000):\n    open(os.path.join({str(tree)!r}, 'b%d' % i), 'wb').write(b'%d' % i)"
+    try:
+        with Nocry(home) as n:
+            knob.write_text("512\n")  # applies to groups created from now on: the daemon's
+            n.start(tree)
+            knob.write_text(old)
+            con = sqlite3.connect(home / "vault" / "index.sqlite", timeout=5, isolation_level=None)
+            con.execute("BEGIN EXCLUSIVE")
+            try:
+                (tree / "first.txt").write_bytes(b"its commit waits for the lock\n")
+                time.sleep(1.0)  # captured at once, committed after a 20 ms lull: now stuck
+                subprocess.run([sys.executable, "-c", burst], check=True)
+                deadline = time.monotonic() + 30
+                while not n.status()["backlog"]["reader_waits"]:
+                    assert time.monotonic() < deadline, f"the reader never waited: {n.status()['backlog']}"
+                    time.sleep(0.2)
+            finally:
+                con.execute("ROLLBACK")
+                con.close()
+            n.sync()
+            st = n.status()
+            assert st["overflows"] >= 1, st
+            # at most one read's worth of events beyond the limit (a read holds <= 4096 events)
+            assert 200 <= st["backlog"]["peak"] <= 200 + 4096, st["backlog"]
+            assert st["state"] == "protecting" and st["capture_errors"] == 0, st
+            assert _vault_latest(home, tree) == _disk_hashes(tree)
+            n.stop()
+    finally:
+        knob.write_text(old)
+
+
 def test_a_failed_index_commit_is_a_warning_and_a_rescan_not_a_crash(work):
     """Another process holds the vault index's write lock past SQLite's busy timeout (30 s): the
     daemon's commit fails, its open batch is dropped, and the rescan that follows stores the files'
