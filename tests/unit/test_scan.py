@@ -124,16 +124,21 @@ def test_a_rescan_stores_what_changed_and_tombstones_what_is_gone_and_nothing_el
         assert len(v.history(p)) == 1
 
 
-def test_a_rescan_does_not_tombstone_what_it_could_not_walk(tmp_path: Path) -> None:
-    """Excluded paths (the configuration changed) and paths under another filesystem's mount point
-    stay as they are in the vault; only proof of absence makes a tombstone."""
+def baselined(tmp_path: Path, files: dict[str, str]) -> tuple[Path, Vault, bytes]:
+    """A tree holding ``files`` (relative path -> text) and a vault holding its baseline."""
     t = tmp_path / "t"
-    (t / "cache").mkdir(parents=True)
-    (t / "cache" / "junk").write_text("j")
-    (t / "doc").write_text("d")
+    for rel, text in files.items():
+        (t / rel).parent.mkdir(parents=True, exist_ok=True)
+        (t / rel).write_text(text)
     v = mkvault(tmp_path)
     root = os.fsencode(t)
     rescan_tree(v, root, lambda p: False, reason="baseline")
+    return t, v, root
+
+
+def test_a_rescan_does_not_tombstone_what_the_configuration_now_excludes(tmp_path: Path) -> None:
+    """Excluded paths stay as they are in the vault: only proof of absence makes a tombstone."""
+    t, v, root = baselined(tmp_path, {"cache/junk": "j", "doc": "d"})
     ex = Excluder([root], ["cache"])
     rep = rescan_tree(v, root, ex, reason="rescan")
     assert rep.tombstoned == 0
@@ -145,13 +150,8 @@ def test_a_rescan_neither_enters_nor_tombstones_another_filesystem(tmp_path: Pat
     yields the mount point, records it, does not enter it, and the file is not declared gone."""
     if os.geteuid() != 0:
         skip_or_fail("mounting a tmpfs needs root")
-    t = tmp_path / "t"
-    (t / "mnt").mkdir(parents=True)
-    (t / "mnt" / "hidden").write_text("on the tree's filesystem, under the mount")
-    (t / "mnt-side").write_text("a sibling that sorts between mnt and mnt/...")
-    v = mkvault(tmp_path)
-    root = os.fsencode(t)
-    rescan_tree(v, root, lambda p: False, reason="baseline")
+    t, v, root = baselined(tmp_path, {"mnt/hidden": "on the tree's filesystem, under the mount",
+                                      "mnt-side": "a sibling that sorts between mnt and mnt/..."})
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(t / "mnt")], check=True)
     try:
         (t / "mnt" / "other").write_text("on the tmpfs")
