@@ -206,8 +206,10 @@ class ProtectedRun:
     WORK/tree must hold a fresh copy (copy_tree) before attack()."""
 
     def __init__(self, work: Path, scenario: str, *, decoys: bool, delay: float, limit: int | None, drill_timeout: float,
-                 gen_hashes: dict[str, str]):
+                 gen_hashes: dict[str, str], config_text: str | None = None):
         self.work, self.tree, self.home = work, work / "tree", work / "home"
+        #: HOME/config.toml (None: only ``[canary] enabled`` from ``decoys``)
+        self.config_text = config_text
         self.gen_hashes = gen_hashes
         self.argv = drill_argv(scenario, self.tree, delay, drill_timeout, limit)
         self.rec: dict[str, Any] = {"scenario": scenario, "decoys": decoys, "delay": delay, "limit": limit, "errors": [],
@@ -226,7 +228,7 @@ class ProtectedRun:
         rec, tree, home = self.rec, self.tree, self.home
         try:
             home.mkdir()
-            (home / "config.toml").write_text(f"[canary]\nenabled = {'true' if self.decoys else 'false'}\n")
+            (home / "config.toml").write_text(self.config_text or f"[canary]\nenabled = {'true' if self.decoys else 'false'}\n")
             self._t = time.monotonic()
             rec["daemon_pid"], rec["daemon_start_s"] = start_daemon(home, tree)
             rec["daemon_pythonpath"] = _environ(rec["daemon_pid"]).get("PYTHONPATH")  # the code it runs (--src)

@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "core"))  # settings.py (after ours: both have a common.py)
 
 from common import (  # noqa: E402
+    PY,
     RESULTS,
     cleanup_cgroups,
     cleanup_daemons,
@@ -58,6 +60,7 @@ from common import (  # noqa: E402
 )
 from measure import ProtectedRun, copy_tree, unimpeded_run  # noqa: E402
 from report import aggregate, markdown, update_docs  # noqa: E402
+from settings import config_toml  # noqa: E402
 
 ATTACKS = [
     "encrypt-in-place", "encrypt-new-delete", "intermittent", "partial-5pct", "header-only", "base64", "bitflip",
@@ -87,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     ap.add_argument("--docs", dest="docs", action="store_true", default=None, help="rewrite the docs section (default: full runs of everything)")
     ap.add_argument("--no-docs", dest="docs", action="store_false")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a setting of every daemon's config.toml, TOML value syntax (repeatable), e.g. --set capture.nice=0; "
+                         "canary.enabled is --configs' to set")
     a = ap.parse_args(argv)
     a.runs = a.runs or (1 if a.quick else 3)
     a.files = a.files or (300 if a.quick else 2000)
@@ -98,8 +104,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [s for s in a.scenarios if s not in ATTACKS] + [c for c in a.configs if c not in ("off", "on")] + [r for r in a.rates if r not in ("full", "realistic")]
     if bad:
         ap.error(f"unknown: {bad}")
+    if any(x.replace(" ", "").startswith("canary.enabled=") for x in a.set):
+        ap.error("canary.enabled comes from --configs (decoys off,on), not --set")
+    # one config.toml per decoy configuration: the settings plus canary.enabled
+    a.config_text = {c: config_toml([f"canary.enabled={'true' if c == 'on' else 'false'}", *a.set], PY) for c in a.configs}
     if a.docs is None:
-        a.docs = not a.quick and a.scenarios == ATTACKS and a.configs == ["off", "on"] and a.rates == ["full", "realistic"]
+        # figures under other settings never replace the defaults' in the docs unless asked (--docs)
+        a.docs = not a.set and not a.quick and a.scenarios == ATTACKS and a.configs == ["off", "on"] and a.rates == ["full", "realistic"]
     return a
 
 
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "results_file": str(out_file.relative_to(RESULTS.parents[1])),
         "params": {"quick": a.quick, "runs": a.runs, "files": a.files, "seed": a.seed, "scenarios": a.scenarios, "configs": a.configs,
                    "rates": a.rates, "drill_timeout": a.drill_timeout, "speed_limit": a.speed_limit, "slow": {"delay": 1.0, "limit": SLOW_LIMIT},
-                   "realistic_delay": DELAYS["realistic"]},
+                   "realistic_delay": DELAYS["realistic"], "settings": a.set},
         "speeds": {}, "runs": [],
     }
     try:
@@ -171,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (dirs[k] / "tree" / ".nocry-drill").exists():  # the background copy failed
                 copy_tree(template, dirs[k])
             pr = ProtectedRun(dirs[k], sc, decoys=(cfg == "on"), delay=DELAYS[rate], limit=SLOW_LIMIT if rate == "slow" else None,
-                              drill_timeout=a.drill_timeout, gen_hashes=gen)
+                              drill_timeout=a.drill_timeout, gen_hashes=gen, config_text=a.config_text[cfg])
             pr.rec.update(rep=rep, config=cfg, rate=rate)
             pr.attack(before_attack=poster.join)
             poster.join()  # (when attack() failed before waiting)

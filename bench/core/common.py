@@ -32,10 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from settings import config_toml  # noqa: E402,F401  (bench/core is on sys.path wherever common is)
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv"
@@ -214,7 +216,7 @@ class Work:
         global SETTLE_MAX_S, WORK_ROOT, PROTECT_MODE, DAEMON_CONFIG
         WORK_ROOT = root
         PROTECT_MODE = args.mode
-        DAEMON_CONFIG = config_toml(getattr(args, "set", None) or [])
+        DAEMON_CONFIG = config_toml(getattr(args, "set", None) or [], PY)
         SETTLE_MAX_S = args.settle if args.settle is not None else (1.0 if args.quick else 3.0)
         t = fs_type(root)
         if t in ("tmpfs", "ramfs"):
@@ -318,28 +320,6 @@ def common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="a setting of every daemon's config.toml, TOML value syntax (repeatable), "
                          "e.g. --set capture.nice=0 --set 'capture.exclude=[\"*.o\"]'")
-
-
-def config_toml(settings: Sequence[str]) -> str | None:
-    """``["capture.nice=0", ...]`` -> the text of a config.toml (None for no settings); checked
-    by nocry's own parser, so a typo fails here and not in the first daemon."""
-    if not settings:
-        return None
-    sections: dict[str, list[str]] = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
-            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. capture.nice=0")
-        sections.setdefault(section, []).append(f"{name} = {value.strip()}")
-    text = "".join(f"[{sec}]\n" + "\n".join(lines) + "\n" for sec, lines in sections.items())
-    with tempfile.TemporaryDirectory() as d:
-        cfg = Path(d) / "config.toml"
-        cfg.write_text(text)
-        probe = run([PY, "-c", "import sys; from pathlib import Path; from nocry.config import load_config; load_config(Path(sys.argv[1]))", str(cfg)], check=False)
-    if probe.returncode != 0:
-        raise SystemExit(f"--set: nocry rejects this configuration:\n{text}{(probe.stderr.strip().splitlines() or ['?'])[-1]}")
-    return text
 
 
 def module_cmd(module: str, args: argparse.Namespace, extra: Sequence[str] = ()) -> str:
