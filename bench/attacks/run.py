@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1] / "core"))  # settings.py (after ours: both have a common.py)
 
 from common import (  # noqa: E402
-    PY,
+    NOCRY,
     RESULTS,
     cleanup_cgroups,
     cleanup_daemons,
@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if any(x.replace(" ", "").startswith("canary.enabled=") for x in a.set):
         ap.error("canary.enabled comes from --configs (decoys off,on), not --set")
     # one config.toml per decoy configuration: the settings plus canary.enabled
-    a.config_text = {c: config_toml([f"canary.enabled={'true' if c == 'on' else 'false'}", *a.set], PY) for c in a.configs}
+    a.config_text = {c: config_toml([f"canary.enabled={'true' if c == 'on' else 'false'}", *a.set], NOCRY) for c in a.configs}
     if a.docs is None:
         # figures under other settings never replace the defaults' in the docs unless asked (--docs)
         a.docs = not a.set and not a.quick and a.scenarios == ATTACKS and a.configs == ["off", "on"] and a.rates == ["full", "realistic"]

@@ -216,7 +216,7 @@ class Work:
         global SETTLE_MAX_S, WORK_ROOT, PROTECT_MODE, DAEMON_CONFIG
         WORK_ROOT = root
         PROTECT_MODE = args.mode
-        DAEMON_CONFIG = config_toml(getattr(args, "set", None) or [], PY)
+        DAEMON_CONFIG = config_toml(getattr(args, "set", None) or [], NOCRY)
         SETTLE_MAX_S = args.settle if args.settle is not None else (1.0 if args.quick else 3.0)
         t = fs_type(root)
         if t in ("tmpfs", "ramfs"):

@@ -10,12 +10,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-_CHECK = "import sys; from pathlib import Path; from nocry.config import load_config; load_config(Path(sys.argv[1]))"
 
-
-def config_toml(settings: Sequence[str], python: str) -> str | None:
+def config_toml(settings: Sequence[str], nocry: str) -> str | None:
     """``["capture.nice=0", ...]`` -> the text of a config.toml (None for no settings); checked
-    by nocry's own parser (run with ``python``), so a typo fails here and not in the first daemon."""
+    with ``nocry check-config``, so a typo fails here and not in the first daemon."""
     if not settings:
         return None
     sections: dict[str, list[str]] = {}
@@ -29,7 +27,7 @@ def config_toml(settings: Sequence[str], python: str) -> str | None:
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "config.toml"
         cfg.write_text(text)
-        probe = subprocess.run([python, "-c", _CHECK, str(cfg)], capture_output=True, text=True, check=False)
+        probe = subprocess.run([nocry, "check-config", str(cfg)], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         raise SystemExit(f"--set: nocry rejects this configuration:\n{text}{(probe.stderr.strip().splitlines() or ['?'])[-1]}")
     return text
