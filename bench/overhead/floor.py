@@ -15,6 +15,12 @@ nothing else. Variants:
   nap-nomod   nap, mask without FAN_MODIFY
   nap-noattr  nap, mask without FAN_ATTRIB
   nap-close   nap, FAN_CLOSE_WRITE only
+  split-mod   nap, two groups: FAN_MODIFY in a second one that reports only the file's own handle
+              (FAN_REPORT_FID: no parent handle, no name), the rest as the daemon's
+  split-modattr  the same with FAN_ATTRIB in the second group too
+  busy-spin   no group; a shell loop spins on the other CPU (CPU time, no memory traffic)
+  busy-zstd   no group; ``zstd -1`` compresses the workload's archive over and over on the other
+              CPU (the kind of work a capture does: streaming data through the caches)
 
 Workloads (the same trees as run.py): ``tar -xf`` of 20,000 source files into an empty directory;
 ``git checkout`` between two commits of that tree (6,000 files differ), each direction timed on its
@@ -30,6 +36,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -47,23 +56,43 @@ from nocry.sensor import _syscalls as sc  # noqa: E402
 from nocry.sensor.decode import pidfds_in  # noqa: E402
 from nocry.sensor.fanotify import BASE_MASK, INIT_FLAGS  # noqa: E402
 
-VARIANTS: dict[str, tuple[int, float] | None] = {
+#: a group that reports only the object's own file handle (no parent, no name): cheaper to encode
+FID_FLAGS = sc.FAN_CLASS_NOTIF | sc.FAN_CLOEXEC | sc.FAN_NONBLOCK | sc.FAN_REPORT_FID | sc.FAN_REPORT_PIDFD
+_PER_WRITE = sc.FAN_MODIFY | sc.FAN_ATTRIB
+
+#: variant -> (nap before each read, [(fanotify_init flags, mark mask), ...]) or None for no group
+VARIANTS: dict[str, tuple[float, list[tuple[int, int]]] | None] = {
     "none": None,
-    "poll": (BASE_MASK, 0.0),
-    "nap": (BASE_MASK, 0.005),
-    "nap-nomod": (BASE_MASK & ~sc.FAN_MODIFY, 0.005),
-    "nap-noattr": (BASE_MASK & ~sc.FAN_ATTRIB, 0.005),
-    "nap-close": (sc.FAN_CLOSE_WRITE, 0.005),
+    "poll": (0.0, [(INIT_FLAGS, BASE_MASK)]),
+    "nap": (0.005, [(INIT_FLAGS, BASE_MASK)]),
+    "nap-nomod": (0.005, [(INIT_FLAGS, BASE_MASK & ~sc.FAN_MODIFY)]),
+    "nap-noattr": (0.005, [(INIT_FLAGS, BASE_MASK & ~sc.FAN_ATTRIB)]),
+    "nap-close": (0.005, [(INIT_FLAGS, sc.FAN_CLOSE_WRITE)]),
+    "split-mod": (0.005, [(INIT_FLAGS, BASE_MASK & ~sc.FAN_MODIFY), (FID_FLAGS, sc.FAN_MODIFY)]),
+    "split-modattr": (0.005, [(INIT_FLAGS, BASE_MASK & ~_PER_WRITE), (FID_FLAGS, _PER_WRITE)]),
+    "busy-spin": None,
+    "busy-zstd": None,
+}
+
+#: variants with no fanotify group but another process at work on the other CPU during the leg
+#: (``{tar}``: the workload's archive, which sits in the page cache): is it the daemon's CPU time
+#: that slows a writer, or what that time does?
+COMPETITORS: dict[str, str] = {
+    "busy-spin": "while :; do :; done",  # CPU only: registers and L1, no memory traffic
+    "busy-zstd": "while :; do zstd -q -1 -c {tar} >/dev/null; done",  # what a capture does: stream and compress
 }
 
 
 class Group:
-    """A fanotify group on ``mnt`` with a thread that drains it (closing pidfds), nothing more."""
+    """fanotify groups on ``mnt`` with a thread that drains them (closing pidfds), nothing more."""
 
-    def __init__(self, mnt: Path, mask: int, nap: float):
+    def __init__(self, mnt: Path, nap: float, groups: list[tuple[int, int]]):
         self.sys = sc.Syscalls()
-        self.fd = self.sys.fanotify_init(INIT_FLAGS | sc.FAN_UNLIMITED_QUEUE, os.O_RDONLY | os.O_LARGEFILE)
-        self.sys.fanotify_mark(self.fd, sc.FAN_MARK_ADD | sc.FAN_MARK_FILESYSTEM, mask, sc.AT_FDCWD, os.fsencode(mnt))
+        self.fds = []
+        for flags, mask in groups:
+            fd = self.sys.fanotify_init(flags | sc.FAN_UNLIMITED_QUEUE, os.O_RDONLY | os.O_LARGEFILE)
+            self.sys.fanotify_mark(fd, sc.FAN_MARK_ADD | sc.FAN_MARK_FILESYSTEM, mask, sc.AT_FDCWD, os.fsencode(mnt))
+            self.fds.append(fd)
         self.nap = nap
         self.stop = threading.Event()
         self.bytes = 0
@@ -74,35 +103,42 @@ class Group:
         import select
 
         poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
+        for fd in self.fds:
+            poller.register(fd, select.POLLIN)
         while not self.stop.is_set():
             if not poller.poll(50):
                 continue
             if self.nap:
                 time.sleep(self.nap)
-            while True:
-                try:
-                    buf = os.read(self.fd, 1 << 18)
-                except BlockingIOError:
-                    break
-                self.bytes += len(buf)
-                for pidfd in pidfds_in(buf):
-                    os.close(pidfd)
+            for fd in self.fds:
+                while True:
+                    try:
+                        buf = os.read(fd, 1 << 18)
+                    except BlockingIOError:
+                        break
+                    self.bytes += len(buf)
+                    for pidfd in pidfds_in(buf):
+                        os.close(pidfd)
 
     def close(self) -> None:
         time.sleep(0.2)  # let it drain what the workload left
         self.stop.set()
         self.thread.join()
-        os.close(self.fd)
+        for fd in self.fds:
+            os.close(fd)
 
 
-def leg(mnt: Path, variant: str, argv: list[str], before=None) -> float:
+def leg(mnt: Path, variant: str, argv: list[str], tar: Path, before=None) -> float:
     if before is not None:
         before()
     flush_disk()
     time.sleep(0.3)
     spec = VARIANTS[variant]
     g = Group(mnt, *spec) if spec else None
+    busy = None
+    if variant in COMPETITORS:
+        busy = subprocess.Popen(["bash", "-c", COMPETITORS[variant].format(tar=shlex.quote(str(tar)))], start_new_session=True)
+        time.sleep(0.3)
     try:
         t0 = time.perf_counter()
         run(argv)
@@ -110,6 +146,9 @@ def leg(mnt: Path, variant: str, argv: list[str], before=None) -> float:
     finally:
         if g is not None:
             g.close()
+        if busy is not None:
+            os.killpg(busy.pid, signal.SIGKILL)
+            busy.wait()
 
 
 def main() -> int:
@@ -147,10 +186,10 @@ def main() -> int:
             order = variants[r % len(variants):] + variants[: r % len(variants)]
             for v in order:
                 tree = work.fresh("tar-tree")
-                times["tar"][v].append(leg(mnt, v, ["tar", "-xf", str(tar), "-C", str(tree)]))
+                times["tar"][v].append(leg(mnt, v, ["tar", "-xf", str(tar), "-C", str(tree)], tar))
                 rmtree(tree)
                 for frm, to in (("A", "B"), ("B", "A")):
-                    t = leg(mnt, v, checkout(to), before=start_from(frm))
+                    t = leg(mnt, v, checkout(to), tar, before=start_from(frm))
                     head["at"] = to
                     times[f"git {frm}->{to}"][v].append(t)
             log(f"round {r + 1}/{runs}: " + ", ".join(f"{w} {v} {ts[v][-1]:.3f}" for w, ts in times.items() for v in variants))
