@@ -592,3 +592,50 @@ def test_a_burst_is_read_in_one_go_when_the_reader_coalesces(running, tree: byte
         assert col.batches >= 10, col.batches
     waited_s = (first.time_ns - os.stat(tree + b"/f0").st_mtime_ns) / 1e9
     assert waited_s < coalesce_s + 0.25, waited_s
+
+
+# In a fresh interpreter with a second thread (the daemon has several): the fd table's size
+# before and after the sensor opens, and after a burst that comes in one read. /proc's FDSize is
+# the number of slots the kernel's fd table has now (it grows in powers of two, never shrinks).
+_FD_TABLE_PROBE = r"""
+import os, sys, threading, time
+from nocry.events import FileEvent
+from nocry.sensor import FanotifySensor
+
+def fdsize():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("FDSize:"))
+
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+tree = sys.argv[1].encode()
+got = []
+before = fdsize()
+sensor = FanotifySensor([tree], got.extend, coalesce_s=0.5, ignore_pids=(os.getpid(),))
+sensor.start()
+opened = fdsize()
+n = int(sys.argv[2])
+code = f"for i in range({n}):\n    open(f'f{{i}}', 'w').close()\n"
+import subprocess
+subprocess.run([sys.executable, "-c", code], cwd=tree, check=True)
+deadline = time.monotonic() + 20
+while sum(isinstance(e, FileEvent) for e in got) < n and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(before, opened, fdsize(), sensor.read_size, sum(isinstance(e, FileEvent) for e in got), sensor.read_batches)
+sensor.stop()
+"""
+
+
+def test_the_fd_table_is_grown_once_when_the_group_opens_not_during_a_burst(tree: bytes) -> None:
+    # Each read installs one pidfd per event. Were the fd table still small when the first burst
+    # of an attack arrives, the kernel would grow it several times inside that read, and in a
+    # multithreaded process every growth waits for an RCU grace period (8-23 ms each on a VM):
+    # 30-45 ms lost before the first evidence, in one attack run in three (docs/benchmarks.md).
+    n = 1500
+    out = subprocess.run([sys.executable, "-c", _FD_TABLE_PROBE, tree.decode(), str(n)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    before, opened, after, read_size, seen, reads = map(int, out.stdout.split())
+    assert seen >= n, out.stdout
+    assert before < 1024, f"the probe's fd table started at {before} slots: it cannot show a growth"
+    assert opened >= read_size // 64, f"fd table {before} -> {opened} slots at open; a full read needs {read_size // 64}"
+    assert after == opened, f"a burst of {n} files ({reads} reads) grew the fd table from {opened} to {after} slots"
