@@ -12,6 +12,7 @@ nothing else. Variants:
   none        no fanotify group at all (the reference)
   poll        the reader waits in poll() and reads at once (the sensor before sensor.coalesce_ms)
   nap         the reader sleeps 5 ms before each read (what the sensor does now)
+  nap1, nap2  the same with a 1 ms / 2 ms nap
   nap-nomod   nap, mask without FAN_MODIFY
   nap-noattr  nap, mask without FAN_ATTRIB
   nap-close   nap, FAN_CLOSE_WRITE only
@@ -65,6 +66,8 @@ VARIANTS: dict[str, tuple[float, list[tuple[int, int]]] | None] = {
     "none": None,
     "poll": (0.0, [(INIT_FLAGS, BASE_MASK)]),
     "nap": (0.005, [(INIT_FLAGS, BASE_MASK)]),
+    "nap1": (0.001, [(INIT_FLAGS, BASE_MASK)]),
+    "nap2": (0.002, [(INIT_FLAGS, BASE_MASK)]),
     "nap-nomod": (0.005, [(INIT_FLAGS, BASE_MASK & ~sc.FAN_MODIFY)]),
     "nap-noattr": (0.005, [(INIT_FLAGS, BASE_MASK & ~sc.FAN_ATTRIB)]),
     "nap-close": (0.005, [(INIT_FLAGS, sc.FAN_CLOSE_WRITE)]),

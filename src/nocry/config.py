@@ -37,8 +37,9 @@ class SensorConfig:
     #: rescans: bounded memory while the capture loop is busy (e.g. rescanning during a burst)
     queue_size: int = 500_000
     #: the reader lets a burst of events gather this long before reading it: the writing process
-    #: then does not wake the reader for every event (0: read at once; latency grows by at most this)
-    coalesce_ms: int = 5
+    #: then does not wake the reader for every event (0: read at once; latency grows by at most
+    #: this). 1 ms already takes a write storm's cost down as far as 5 ms did (bench/overhead/floor.py)
+    coalesce_ms: int = 1
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ unlimited_queue = false
 queue_size = 500000
 # let a burst of events gather this long before reading it (fewer wake-ups of the reader from
 # the writing process; events wait at most this much longer)
-coalesce_ms = 5
+coalesce_ms = 1
 
 [capture]
 # capture a file this long after its last close-write ...

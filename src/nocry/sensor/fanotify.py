@@ -187,7 +187,7 @@ class FanotifySensor:
         subjects: SubjectCache | None = None,
         read_size: int = 256 * 1024,
         dir_cache_size: int = 16384,
-        coalesce_s: float = 0.005,
+        coalesce_s: float = 0.001,
     ) -> None:
         if not trees:
             raise ValueError("at least one tree is needed")
