@@ -620,7 +620,7 @@ subprocess.run([sys.executable, "-c", code], cwd=tree, check=True)
 deadline = time.monotonic() + 20
 while sum(isinstance(e, FileEvent) for e in got) < n and time.monotonic() < deadline:
     time.sleep(0.05)
-print(before, opened, fdsize(), sensor.read_size, sum(isinstance(e, FileEvent) for e in got), sensor.read_batches)
+print(before, opened, fdsize(), sensor._pidfds_per_read(), sum(isinstance(e, FileEvent) for e in got), sensor.read_batches)
 sensor.stop()
 """
 
@@ -634,8 +634,8 @@ def test_the_fd_table_is_grown_once_when_the_group_opens_not_during_a_burst(tree
     out = subprocess.run([sys.executable, "-c", _FD_TABLE_PROBE, tree.decode(), str(n)], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.returncode == 0, out.stderr
-    before, opened, after, read_size, seen, reads = map(int, out.stdout.split())
+    before, opened, after, per_read, seen, reads = map(int, out.stdout.split())
     assert seen >= n, out.stdout
     assert before < 1024, f"the probe's fd table started at {before} slots: it cannot show a growth"
-    assert opened >= read_size // 64, f"fd table {before} -> {opened} slots at open; a full read needs {read_size // 64}"
+    assert opened >= per_read, f"fd table {before} -> {opened} slots at open; a full read can install {per_read} pidfds"
     assert after == opened, f"a burst of {n} files ({reads} reads) grew the fd table from {opened} to {after} slots"

@@ -263,7 +263,7 @@ class FanotifySensor:
         self._ensure_fd_headroom()
         flags = INIT_FLAGS | (sc.FAN_UNLIMITED_QUEUE if self.unlimited_queue else 0)
         self._group_fd = self._sc.fanotify_init(flags, EVENT_F_FLAGS)
-        _grow_fd_table(self._group_fd, self.read_size // _MIN_EVENT_SIZE + 64)
+        _grow_fd_table(self._group_fd, self._pidfds_per_read() + 64)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         for tree in self.trees:
             fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -315,10 +315,14 @@ class FanotifySensor:
             return
         self._dir_cache[(fsid, handle)] = tree if tree == b"/" else tree + b"/"
 
+    def _pidfds_per_read(self) -> int:
+        """The most pidfds one read of ``read_size`` bytes can install (one per event)."""
+        return self.read_size // _MIN_EVENT_SIZE
+
     def _ensure_fd_headroom(self) -> None:
         # The kernel installs one pidfd per event during read(); when the fd table is full it
         # reports FAN_EPIDFD instead and the subject is lost. Make room for a full read buffer.
-        need = self.read_size // _MIN_EVENT_SIZE + 1024
+        need = self._pidfds_per_read() + 1024
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < need:
             new = need if hard == resource.RLIM_INFINITY else min(hard, need)
