@@ -174,6 +174,8 @@ def machine(work_dir: str | Path | None = None) -> dict[str, Any]:
 _LIVE_HOMES: set[str] = set()
 #: see settle(); set from --settle by Work.create
 SETTLE_MAX_S = 5.0
+#: see settle(); set from --gap by Work.create
+GAP_S = 0.0
 #: --mode for `nocry protect` (None: the configuration's)
 PROTECT_MODE: str | None = None
 #: config.toml of every daemon started without one of its own (from --set; None: the defaults)
@@ -213,11 +215,12 @@ class Work:
             base = args.tmp
             root = Path(tempfile.mkdtemp(prefix=f"nocry-core-{name}-", dir=base))
             work = cls(root, keep=args.keep, owned=True)
-        global SETTLE_MAX_S, WORK_ROOT, PROTECT_MODE, DAEMON_CONFIG
+        global SETTLE_MAX_S, GAP_S, WORK_ROOT, PROTECT_MODE, DAEMON_CONFIG
         WORK_ROOT = root
         PROTECT_MODE = args.mode
         DAEMON_CONFIG = config_toml(getattr(args, "set", None) or [], NOCRY)
         SETTLE_MAX_S = args.settle if args.settle is not None else (1.0 if args.quick else 3.0)
+        GAP_S = getattr(args, "gap", None) or 0.0
         t = fs_type(root)
         if t in ("tmpfs", "ramfs"):
             raise SystemExit(f"{root} is on {t}: the benchmarks must run on a disk filesystem (use --tmp)")
@@ -317,6 +320,10 @@ def common_args(ap: argparse.ArgumentParser) -> None:
                     help="pass --mode to every `nocry protect` (default: the configuration's, i.e. enforce where detection exists)")
     ap.add_argument("--settle", type=float, default=None,
                     help="before each timed leg, wait at most this long for an idle machine (default 3 s, --quick 1 s)")
+    ap.add_argument("--gap", type=float, default=None,
+                    help="after that wait, every timed leg waits this long more before it starts, whatever came before it "
+                         "(default 0; the overhead bench 2 s: this VM's disk writes back ~2x faster for a moment after a "
+                         "large delete and sync, which favoured legs that start right after one; docs/benchmarks.md)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="a setting of every daemon's config.toml, TOML value syntax (repeatable), "
                          "e.g. --set capture.nice=0 --set 'capture.exclude=[\"*.o\"]'")
@@ -861,7 +868,8 @@ WORK_ROOT: Path | None = None
 
 def settle(max_wait: float | None = None, busy_below: float = 0.35, own_pids: Sequence[int] = ()) -> dict[str, Any]:
     """Wait (at most ``max_wait`` s, default --settle) until the machine is mostly idle and no
-    foreign fanotify group is live; returns what was seen, stored with the run (``quiet``)."""
+    foreign fanotify group is live, then ``--gap`` s more; returns what was seen, stored with the run
+    (``quiet``)."""
     if max_wait is None:
         max_wait = SETTLE_MAX_S
     t0 = time.monotonic()
@@ -873,8 +881,10 @@ def settle(max_wait: float | None = None, busy_below: float = 0.35, own_pids: Se
         foreign = foreign_fanotify(own, WORK_ROOT)
         waited = time.monotonic() - t0
         if (busy < busy_below and not foreign) or waited >= max_wait:
+            if GAP_S > 0:
+                time.sleep(GAP_S)
             return {"busy": round(busy, 2), "foreign_fanotify": len(foreign), "waited_s": round(waited, 1),
-                    "quiet": busy < busy_below and not foreign}
+                    "quiet": busy < busy_below and not foreign, "gap_s": GAP_S}
 
 
 def fmt_value(v: float | None) -> str:

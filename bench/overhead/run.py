@@ -494,6 +494,7 @@ def main() -> int:
     ap.add_argument("--docs", action="store_true", help="also refresh docs/benchmarks.md after a --quick run")
     ap.add_argument("--no-docs", action="store_true", help="never touch docs/benchmarks.md")
     ap.add_argument("--render-only", action="store_true", help="run nothing: re-render the docs section from bench/results/overhead.json")
+    ap.set_defaults(gap=2.0)
     args = ap.parse_args()
     compare = tuple(args.compare.split(",", 1)) if "," in args.compare else ("before", "after")
     if args.render_only:
