@@ -48,6 +48,10 @@ class CaptureConfig:
     debounce_ms: int = 100
     #: but never wait longer than this after the first unsaved change
     max_delay_ms: int = 1000
+    #: record a deleted file this long after the delete; a file created again at the same path
+    #: within it (tar or git replacing a file: unlink, then create, microseconds apart) is a
+    #: rewrite. Deletion-based attacks reach the detector this much later
+    delete_debounce_ms: int = 10
     #: one vault write batch (one pack flush + one index transaction) holds at most this many files
     batch_max_files: int = 512
     #: captures made within this long share one vault write (one pack flush, one index commit);
@@ -205,6 +209,9 @@ coalesce_ms = 1
 debounce_ms = 100
 # ... but never later than this after its first change
 max_delay_ms = 1000
+# record a deleted file this long after the delete (a file created again at the same path
+# meanwhile is a rewrite); deletion-based attacks reach the detector this much later
+delete_debounce_ms = 10
 batch_max_files = 512
 # captures within this long share one vault commit (a quiet moment commits at once)
 group_commit_ms = 250

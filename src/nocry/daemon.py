@@ -545,9 +545,10 @@ class Daemon:
             if not ev.is_dir:
                 self._track_writer(ev.path, ops, now)
             if ops & _GONE:
-                # not at once: a file deleted and written again at once (tar extracting over a
-                # tree, some editors' saves) is a rewrite, and the debounce lets it be seen as one
-                due = now + self.cap.debounce_ms * 1_000_000
+                # not at once: a file deleted and created again at once (tar extracting over a
+                # tree, git checkout) is a rewrite; its create event, microseconds behind the
+                # delete in the kernel's queue, postpones this to the create's own debounce
+                due = now + self.cap.delete_debounce_ms * 1_000_000
             elif ops & _CLOSE_WRITE and now - self._captured_at.get(ev.path, 0) > _QUIET_NS:
                 # the first save in a while is captured at once: the detector sees damage while it
                 # is still a handful of files; only files written again and again wait out the debounce

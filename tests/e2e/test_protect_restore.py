@@ -252,3 +252,36 @@ def test_a_file_being_rewritten_is_not_captured_half_written(work):
             assert 0 not in sizes, sizes
             assert sizes[0] == 30_004, sizes
 
+
+
+def test_a_delete_is_recorded_within_its_own_debounce_and_unlink_then_create_is_a_rewrite(work):
+    """A deletion reaches the vault (and the detector) after ``delete_debounce_ms``, not after
+    the close-write debounce; a file unlinked and created again at once (tar or git replacing
+    it) is one rewrite, with no deletion recorded in between."""
+    tree = work / "tree"
+    for i in range(20):
+        _write(tree / f"gone{i}.txt", b"to be deleted %d\n" % i)
+        _write(tree / f"kept{i}.txt", b"old content %d\n" % i)
+    (work / "home").mkdir()
+    # a close-write debounce far longer than the wait below: only the delete debounce can explain
+    # a tombstone that is there in time
+    (work / "home" / "config.toml").write_text("[canary]\nenabled = false\n[capture]\ndebounce_ms = 5000\nmax_delay_ms = 10000\ndelete_debounce_ms = 10\n")
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        for i in range(20):
+            os.unlink(tree / f"kept{i}.txt")
+            _write(tree / f"kept{i}.txt", b"new content %d\n" % i)
+        os.unlink(tree / "gone0.txt")
+        deadline = time.monotonic() + 2.0  # well under the 5 s close-write debounce
+        while time.monotonic() < deadline:
+            if n.status().get("tombstones_stored"):
+                break
+            time.sleep(0.05)
+        assert n.status().get("tombstones_stored") == 1, n.status()
+        n.sync()
+        for i in range(20):
+            versions = n.cli("versions", tree / f"kept{i}.txt", check=0).json["versions"]
+            assert all(v["kind"] != "tombstone" for v in versions), versions
+            assert versions[0]["size"] == len(b"new content %d\n" % i), versions
+        versions = n.cli("versions", tree / "gone0.txt", check=0).json["versions"]
+        assert versions[0]["kind"] == "tombstone", versions
