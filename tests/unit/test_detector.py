@@ -248,3 +248,36 @@ def test_mass_deletion_of_non_documents_never_carries_a_verdict_alone():
     for i in range(10):
         verdicts += det.feed(_deleted(b"/t/docs/d%d/report%d.docx" % (i % 3, i), 900, 4 * S + i, "docx"))
     assert verdicts and 900 in verdicts[0].offending_pids, "deleting documents is still judged"
+
+
+def _checkout(det: Detector, pid: int, parent: Subject, *, repo_write: bool) -> list:
+    """git checkout of an old commit as the benign suite's git-checkout-existing does it: the
+    index.lock first, then the removals in index order (22 JSON files, then 30 CSV exports) before
+    any file of the working tree is written."""
+    git = proc(pid, parent=parent, exe=b"/usr/bin/git")
+    verdicts = det.feed(ProcessSeen(time_ns=0, subject=git))
+    if repo_write:
+        verdicts += det.feed(FileEvent(ops=Op.CREATE, path=b"/t/app/.git/index.lock", time_ns=S, subject=git))
+    for i in range(22):
+        verdicts += det.feed(_deleted(b"/t/app/config/c%d.json" % i, pid, S + 1000 + i, "json"))
+    for i in range(30):
+        verdicts += det.feed(_deleted(b"/t/app/data/d%d.csv" % i, pid, S + 2000 + i, "csv"))
+    return verdicts
+
+
+def test_a_checkout_that_removes_documents_before_writing_anything_is_no_attack():
+    """A process that writes a repository's metadata (.git) deletes documents of the working tree
+    around it: the repository holds them. Without that write, the same deletions are judged, and
+    a repository written by an unrelated process excuses nothing."""
+    det = Detector(DetectConfig())
+    base(det)
+    assert _checkout(det, 800, SHELL, repo_write=True) == []
+    det = Detector(DetectConfig())
+    base(det)
+    assert _checkout(det, 800, SHELL, repo_write=False), "30 CSV exports deleted with nothing else to explain it"
+    det = Detector(DetectConfig())
+    base(det)
+    det.feed(FileEvent(ops=Op.CREATE, path=b"/t/app/.git/index.lock", time_ns=S, subject=proc(700, exe=b"/usr/bin/git")))
+    login = Subject(pid=60, start_time=2, exe=b"/bin/bash", comm="bash", uid=1000, ppid=1, sid=60)
+    det.feed(ProcessSeen(time_ns=0, subject=login))
+    assert _checkout(det, 900, login, repo_write=False), "another session's git excuses nothing"

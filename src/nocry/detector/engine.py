@@ -82,6 +82,12 @@ def _dirname(path: bytes) -> bytes:
     return path.rsplit(b"/", 1)[0]
 
 
+#: the metadata directories of version control: a process that writes one (git's index.lock)
+#: while it deletes files of the working tree around it is checking out or resetting, and the
+#: repository holds what it deletes
+_REPO_META = (b"/.git/", b"/.hg/", b"/.svn/", b"/.bzr/")
+
+
 @dataclass
 class _Family:
     """Deletions by one process tree (keyed by its topmost known ancestor) within replace_window_s."""
@@ -136,6 +142,7 @@ class Detector:
         self.families: dict[int, _Family] = {}
         self.archive_writes: deque[tuple[int, int]] = deque()  # (time, pid) of archive/compressed outputs
         self.dir_writers: dict[bytes, tuple[int, int]] = {}  # directory -> (time, pid) of its last writer
+        self.repo_writers: dict[bytes, tuple[int, int]] = {}  # working tree -> (time, pid) of its repository's last writer
         self.verdicts: list[Verdict] = []
         self._n = 0
         self.now_ns = 0
@@ -210,6 +217,8 @@ class Detector:
             self.dir_writers[_dirname(ev.path)] = (ev.time_ns, pid)
             if b"/." not in ev.path:
                 self._family(pid, ev.time_ns).written += 1
+            else:
+                self._note_repo_writer(ev.path, pid, ev.time_ns)
             if extension(ev.path) in ARCHIVE_EXTS and (not self.archive_writes or self.archive_writes[-1][1] != pid):
                 self.archive_writes.append((ev.time_ns, pid))
         found: list[Indicator] = []
@@ -247,7 +256,34 @@ class Detector:
             return "mostly non-documents deleted (a build tree, a cache, a virtualenv)"
         if fam.written >= fam.deleted_doc:
             return "churn: the same process tree writes at least as many files as it deletes (a mirror, a sync)"
+        if self._repo_of(path, pid, window):
+            return "checkout: a related process writes the repository this file is in (its .git); the repository holds the file"
         return None
+
+    def _note_repo_writer(self, path: bytes, pid: int, t: int) -> None:
+        for meta in _REPO_META:
+            i = path.find(meta)
+            if i > 0:
+                if len(self.repo_writers) >= _MAX_CREATED:
+                    self.repo_writers.clear()
+                self.repo_writers[path[:i]] = (t, pid)
+                return
+
+    def _repo_of(self, path: bytes, pid: int, since: int) -> bool:
+        """A related process wrote, since ``since``, the repository metadata of a working tree
+        that holds ``path``. git checkout removes the files the target commit lacks before it
+        writes any file of the working tree: only its index.lock comes first."""
+        if not self.repo_writers:
+            return False
+        d = _dirname(path)
+        for _ in range(64):
+            w = self.repo_writers.get(d)
+            if w is not None and w[0] >= since and self._related(w[1], pid):
+                return True
+            if b"/" not in d:
+                return False
+            d = _dirname(d)
+        return False
 
     def _touch(self, pid: int, path: bytes, t: int) -> None:
         d = self.touched.get(pid)
