@@ -281,3 +281,27 @@ def test_a_checkout_that_removes_documents_before_writing_anything_is_no_attack(
     login = Subject(pid=60, start_time=2, exe=b"/bin/bash", comm="bash", uid=1000, ppid=1, sid=60)
     det.feed(ProcessSeen(time_ns=0, subject=login))
     assert _checkout(det, 900, login, repo_write=False), "another session's git excuses nothing"
+
+
+def test_a_sibling_of_a_judged_worker_hands_the_verdict_to_their_parent_at_its_first_damaged_file():
+    """Workers of one pool: once one is judged, the next damaged file by any sibling judges the
+    parent (the whole pool is frozen), without waiting for that sibling's own evidence to reach
+    the threshold. One damaged file by a process outside that parent is still just evidence."""
+    det = Detector(DetectConfig())
+    base(det)
+    pool = proc(300, exe=b"/usr/bin/python3")
+    workers = [proc(301 + i, parent=pool, exe=b"/usr/bin/python3") for i in range(3)]
+    login = Subject(pid=60, start_time=2, exe=b"/bin/bash", comm="bash", uid=1000, ppid=1, sid=60)
+    other = proc(400, parent=login, exe=b"/usr/bin/python3")  # another session of the same user
+    for p in (pool, *workers, login, other):
+        det.feed(ProcessSeen(time_ns=0, subject=p))
+    verdicts = []
+    for i in range(5):
+        verdicts += det.feed(encrypted(b"/t/w0/f%d.docx" % i, 301, S + i))
+        if verdicts:
+            break
+    assert [v.actor.pid for v in verdicts] == [301], "the first worker alone"
+    assert det.feed(encrypted(b"/t/x/f.docx", 400, 2 * S)) == [], "one file by an unrelated process"
+    later = det.feed(encrypted(b"/t/w1/f0.docx", 302, 2 * S + 1))
+    assert [v.actor.pid for v in later] == [300], "the sibling's first damaged file judges the pool"
+    assert det.feed(encrypted(b"/t/w2/f0.docx", 303, 2 * S + 2)) == [], "the pool is judged once"

@@ -144,6 +144,7 @@ class Detector:
         self.dir_writers: dict[bytes, tuple[int, int]] = {}  # directory -> (time, pid) of its last writer
         self.repo_writers: dict[bytes, tuple[int, int]] = {}  # working tree -> (time, pid) of its repository's last writer
         self.verdicts: list[Verdict] = []
+        self.judged_parents: set[int] = set()  # parents of the processes judged so far
         self._n = 0
         self.now_ns = 0
         #: time of the last record that left an actor at a third of the threshold or more (the
@@ -489,10 +490,18 @@ class Detector:
                 a.indicators.append(Indicator("breadth", c.w_breadth, found[0].path, t, s.pid, f"damage in {len(a.dirs)} directories"))
             if chosen is None and not covered and not a.judged and a.score >= c.threshold and (len(a.damaged) >= c.min_objects or any(i.name == "canary" for i in a.indicators)):
                 chosen = key
+        if not covered and self.judged_parents and any(i.name in DAMAGE and i.weight for i in found):
+            pool = self._pool_of(levels)
+            if pool is not None and (chosen is None or levels.index(chosen) > levels.index(pool)):
+                chosen = pool  # the lowest actor to judge: the pool, not its session or uid
         if chosen is not None:
             chosen = self._widen(chosen, levels)
             a = self.actors[chosen]
             a.judged = True
+            if chosen[0] == "process":
+                judged = self.procs.get(chosen[1])
+                if judged is not None and judged.ppid > 1:
+                    self.judged_parents.add(judged.ppid)
             # the same evidence counted for every actor above: they need no verdict of their own
             above = levels[levels.index(chosen) + 1 :]
             for key in above:
@@ -514,6 +523,17 @@ class Detector:
             self.verdicts.append(v)
             decided.append(v)
         return decided
+
+    def _pool_of(self, levels: list[tuple]) -> tuple | None:
+        """The parent of a judged process, as soon as another of its children damages a file:
+        workers of one pool are one attacker, and waiting for each sibling's evidence to reach
+        the threshold on its own lets the rest of the pool run on (many-workers)."""
+        for key in levels[1:]:
+            if key[0] != "process":
+                return None
+            if key[1] in self.judged_parents and not self.actors[key].judged:
+                return key
+        return None
 
     def _widen(self, chosen: tuple, levels: list[tuple]) -> tuple:
         """Cooperating siblings (workers of one parent) are one actor: while the next process up
