@@ -88,3 +88,21 @@ def test_never_touches_pid1_itself_or_its_ancestors(tree):
     assert 1 not in pids and me not in pids and snap.entries[me].ppid not in pids
     assert proc.pid in pids  # the offending process replaces the refused roots
     assert {p for p, _ in refused} >= {1, me}
+
+
+def test_a_subtree_snapshot_finds_the_same_descendants_as_a_walk_of_all_of_proc(tree):
+    """The responder looks up the tree it freezes from the roots down (each thread's children
+    file) instead of reading every process: the same processes, and nothing outside the tree."""
+    proc, _ = tree
+    outsider = subprocess.Popen(["sleep", "30"])  # not in the tree: a child of this test
+    try:
+        whole = ProcSnapshot.take().descendants(proc.pid)
+        sub = ProcSnapshot.subtree([proc.pid])
+        assert len(whole) == 2
+        assert sorted(sub.descendants(proc.pid)) == sorted(whole)
+        assert set(sub.entries) == {proc.pid, *whole}
+        assert sub.entry(proc.pid).start_time == ProcSnapshot.take().entry(proc.pid).start_time
+        assert ProcSnapshot.subtree([999_999_999]).entries == {}
+    finally:
+        outsider.kill()
+        outsider.wait()

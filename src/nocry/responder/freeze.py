@@ -145,12 +145,17 @@ class Responder:
 
         Every millisecond is files lost to a fast attacker, and walking /proc for the whole tree
         takes several: so the roots and offending processes that are still alive get SIGSTOP
-        through pidfds first (microseconds), then the whole tree goes into the frozen cgroup and
-        the braked processes get SIGCONT (they stay frozen by the cgroup, which they cannot see)."""
+        through pidfds first (microseconds); then the rest of the tree, found from the roots down
+        (/proc/PID/task/TID/children), is braked too, since moving each process into the frozen
+        cgroup takes ~2 ms (a cgroup migration) and a pool of workers would write on meanwhile;
+        then the whole tree goes into the frozen cgroup and the braked processes get SIGCONT (they
+        stay frozen by the cgroup, which they cannot see)."""
         t0 = time.monotonic()
         braked = self._brake(sorted({*roots, *offending}))
-        snap = ProcSnapshot.take()
+        snap = ProcSnapshot.subtree([*roots, *offending])
         pids, refused = self.targets(roots, offending, snap)
+        done = {p for p, _ in braked}
+        braked += self._brake([p for p in pids if p not in done])
         rec = FreezeRecord(method="none", refused=refused)
         if not pids:
             rec.errors.append("no process left to freeze (all exited or protected)")
@@ -200,7 +205,7 @@ class Responder:
         moved = self._move_in(cg, pids, rec)
         # a second pass catches children forked between the snapshot and the move
         for _ in range(2):
-            snap = ProcSnapshot.take()
+            snap = ProcSnapshot.subtree([*roots, *offending])
             more, _refused = self.targets(roots, offending, snap)
             extra = [p for p in more if p not in moved]
             if not extra:

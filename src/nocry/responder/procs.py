@@ -1,6 +1,7 @@
 """What the responder needs to know about live processes, read from /proc at the moment it acts.
 
     snapshot = ProcSnapshot.take()       # pid -> (ppid, start_time, exe, flags) for every process
+    snapshot = ProcSnapshot.subtree(roots)  # ... for the roots and their descendants only
     snapshot.descendants(root)           # the alive subtree
     is_protected(pid)                    # pid 1, kernel threads, nocry and its ancestors, critical exes
 """
@@ -60,6 +61,10 @@ def read_stat(pid: int, *, full: bool = True) -> ProcEntry | None:
     return ProcEntry(pid=pid, ppid=ppid, start_time=start, flags=flags, sid=sid, uid=uid, exe=exe, comm=comm)
 
 
+#: /proc/PID/task/TID/children exists (CONFIG_PROC_CHILDREN)
+_HAS_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
 class ProcSnapshot:
     def __init__(self, entries: dict[int, ProcEntry]):
         self.entries = entries
@@ -77,6 +82,36 @@ class ProcSnapshot:
                 e = read_stat(int(name), full=full)
                 if e is not None:
                     entries[e.pid] = e
+        return cls(entries)
+
+    @classmethod
+    def subtree(cls, roots: list[int]) -> ProcSnapshot:
+        """Only ``roots`` and their descendants, found through each thread's
+        /proc/PID/task/TID/children: a few reads for one process tree, where walking all of /proc
+        takes ~8 ms on a quiet machine, time in which a fast attacker's siblings keep writing.
+        Without that file (a kernel without CONFIG_PROC_CHILDREN), the whole walk."""
+        if not _HAS_CHILDREN:
+            return cls.take()
+        entries: dict[int, ProcEntry] = {}
+        stack = list(dict.fromkeys(roots))
+        while stack:
+            pid = stack.pop()
+            if pid in entries:
+                continue
+            e = read_stat(pid, full=False)
+            if e is None:
+                continue
+            entries[pid] = e
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                        stack.extend(int(c) for c in f.read().split())
+                except OSError:
+                    continue  # the thread (or the process) is gone
         return cls(entries)
 
     def entry(self, pid: int) -> ProcEntry | None:
