@@ -305,3 +305,11 @@ def test_a_sibling_of_a_judged_worker_hands_the_verdict_to_their_parent_at_its_f
     later = det.feed(encrypted(b"/t/w1/f0.docx", 302, 2 * S + 1))
     assert [v.actor.pid for v in later] == [300], "the sibling's first damaged file judges the pool"
     assert det.feed(encrypted(b"/t/w2/f0.docx", 303, 2 * S + 2)) == [], "the pool is judged once"
+    # long after a verdict, a sibling's single damaged file is evidence, not a verdict on the parent
+    det = Detector(DetectConfig())
+    base(det)
+    for p in (pool, *workers):
+        det.feed(ProcessSeen(time_ns=0, subject=p))
+    for i in range(3):
+        det.feed(encrypted(b"/t/w0/f%d.docx" % i, 301, S + i))
+    assert det.feed(encrypted(b"/t/w1/f0.docx", 302, 400 * S)) == []

@@ -144,7 +144,7 @@ class Detector:
         self.dir_writers: dict[bytes, tuple[int, int]] = {}  # directory -> (time, pid) of its last writer
         self.repo_writers: dict[bytes, tuple[int, int]] = {}  # working tree -> (time, pid) of its repository's last writer
         self.verdicts: list[Verdict] = []
-        self.judged_parents: set[int] = set()  # parents of the processes judged so far
+        self.judged_parents: dict[int, int] = {}  # parent of a process judged -> time of that verdict
         self._n = 0
         self.now_ns = 0
         #: time of the last record that left an actor at a third of the threshold or more (the
@@ -491,7 +491,7 @@ class Detector:
             if chosen is None and not covered and not a.judged and a.score >= c.threshold and (len(a.damaged) >= c.min_objects or any(i.name == "canary" for i in a.indicators)):
                 chosen = key
         if not covered and self.judged_parents and any(i.name in DAMAGE and i.weight for i in found):
-            pool = self._pool_of(levels)
+            pool = self._pool_of(levels, t)
             if pool is not None and (chosen is None or levels.index(chosen) > levels.index(pool)):
                 chosen = pool  # the lowest actor to judge: the pool, not its session or uid
         if chosen is not None:
@@ -501,7 +501,7 @@ class Detector:
             if chosen[0] == "process":
                 judged = self.procs.get(chosen[1])
                 if judged is not None and judged.ppid > 1:
-                    self.judged_parents.add(judged.ppid)
+                    self.judged_parents[judged.ppid] = t
             # the same evidence counted for every actor above: they need no verdict of their own
             above = levels[levels.index(chosen) + 1 :]
             for key in above:
@@ -524,14 +524,16 @@ class Detector:
             decided.append(v)
         return decided
 
-    def _pool_of(self, levels: list[tuple]) -> tuple | None:
-        """The parent of a judged process, as soon as another of its children damages a file:
-        workers of one pool are one attacker, and waiting for each sibling's evidence to reach
-        the threshold on its own lets the rest of the pool run on (many-workers)."""
+    def _pool_of(self, levels: list[tuple], t: int) -> tuple | None:
+        """The parent of a judged process, as soon as another of its children damages a file
+        within ``lookback_s`` of that verdict: workers of one pool are one attacker, and waiting
+        for each sibling's evidence to reach the threshold on its own lets the rest of the pool
+        run on (many-workers). A shell's later, unrelated commands are not the pool."""
         for key in levels[1:]:
             if key[0] != "process":
                 return None
-            if key[1] in self.judged_parents and not self.actors[key].judged:
+            since = self.judged_parents.get(key[1])
+            if since is not None and t - since <= self.cfg.lookback_s * 1_000_000_000 and not self.actors[key].judged:
                 return key
         return None
 
