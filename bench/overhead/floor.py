@@ -11,8 +11,8 @@ nothing else. Variants:
 
   none        no fanotify group at all (the reference)
   poll        the reader waits in poll() and reads at once (the sensor before sensor.coalesce_ms)
-  nap         the reader sleeps 5 ms before each read (what the sensor does now)
-  nap1, nap2  the same with a 1 ms / 2 ms nap
+  nap         the reader sleeps 5 ms before each read (the sensor until 4ec62dc)
+  nap1, nap2  the same with a 1 ms / 2 ms nap (nap1: what the sensor does now)
   nap-nomod   nap, mask without FAN_MODIFY
   nap-noattr  nap, mask without FAN_ATTRIB
   nap-close   nap, FAN_CLOSE_WRITE only

@@ -155,7 +155,10 @@ class Responder:
         snap = ProcSnapshot.subtree([*roots, *offending])
         pids, refused = self.targets(roots, offending, snap)
         done = {p for p, _ in braked}
-        braked += self._brake([p for p in pids if p not in done])
+        for p in pids:  # targets() has refused what must not be touched; snap has each start time
+            st = snap.entries[p].start_time
+            if p not in done and self._signal(p, st, signal.SIGSTOP, FreezeRecord("sigstop")):
+                braked.append((p, st))
         rec = FreezeRecord(method="none", refused=refused)
         if not pids:
             rec.errors.append("no process left to freeze (all exited or protected)")
