@@ -55,8 +55,9 @@ class CaptureConfig:
     #: one vault write batch (one pack flush + one index transaction) holds at most this many files
     batch_max_files: int = 512
     #: captures made within this long share one vault write (one pack flush, one index commit);
-    #: a quiet moment commits at once. Longer: less CPU under write storms; shorter: a smaller
-    #: window of versions that a crash of the daemon would lose
+    #: a quiet moment commits at once, unless the last commit was less than this long ago.
+    #: Longer: less CPU and fewer fsyncs under write storms and builds; shorter: a smaller window
+    #: of versions that a crash of the daemon would lose
     group_commit_ms: int = 250
     #: shell-style patterns (matched against the path relative to its tree, and against the file
     #: name) of objects never captured, e.g. caches and build outputs
@@ -213,7 +214,8 @@ max_delay_ms = 1000
 # meanwhile is a rewrite); deletion-based attacks reach the detector this much later
 delete_debounce_ms = 10
 batch_max_files = 512
-# captures within this long share one vault commit (a quiet moment commits at once)
+# captures within this long share one vault commit, and commits are at least this far apart
+# (a quiet moment after a quiet while commits at once)
 group_commit_ms = 250
 # never capture these (shell patterns against the name or the path inside the tree)
 exclude = []

@@ -191,6 +191,7 @@ class Daemon:
         # counters (read by the control thread; plain ints are fine under the GIL)
         self.versions_stored = 0
         self.tombstones_stored = 0
+        self.commits = 0
         self.unreadable = 0
         self.rescans = 0
         self.capture_errors = 0
@@ -208,6 +209,7 @@ class Daemon:
         # group commit: the vault batch that captures share until it is committed
         self._batch: Any = None
         self._batch_opened = 0
+        self._last_commit_ns = 0
         self._last_event_ns = 0
         self._rescan_needed = False
         self._last_full_check = 0.0
@@ -384,9 +386,13 @@ class Daemon:
 
     def _commit_due_ns(self) -> int:
         """An open batch is committed group_commit_ms after it was opened, or as soon as no
-        event came for a moment (a single save is not kept waiting for a storm that is not there)."""
-        quiet = self._last_event_ns + _QUIET_COMMIT_NS
-        return min(self._batch_opened + self.cap.group_commit_ms * 1_000_000, max(quiet, self._batch_opened))
+        event came for a moment (a single save is not kept waiting for a storm that is not there),
+        but not sooner than group_commit_ms after the last commit: a busy writer with short lulls
+        (a parallel build) would otherwise get a commit, and its two fsyncs, every few files, and
+        each fsync makes the filesystem's journal commit the writer's own pending metadata too."""
+        group = self.cap.group_commit_ms * 1_000_000
+        quiet = max(self._last_event_ns + _QUIET_COMMIT_NS, self._last_commit_ns + group)
+        return min(self._batch_opened + group, max(quiet, self._batch_opened))
 
     def _open_batch(self):
         assert self.vault is not None
@@ -407,8 +413,10 @@ class Daemon:
         b, self._batch = self._batch, None
         if b is None:
             return True
+        self._last_commit_ns = time.monotonic_ns()
         try:
             b.commit()
+            self.commits += 1
         except VaultFull as exc:
             self._vault_full(exc)
             return False
@@ -903,6 +911,7 @@ class Daemon:
             "backlog": {"events": self.queue.events, "peak": self.queue.peak, "limit": self.queue.limit, "reader_waits": self.queue.waits},
             "versions_stored": self.versions_stored,
             "tombstones_stored": self.tombstones_stored,
+            "vault_commits": self.commits,
             "unreadable": self.unreadable,
             "rescans": self.rescans,
             "capture_paused": self.paused,

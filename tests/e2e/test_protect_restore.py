@@ -285,3 +285,37 @@ def test_a_delete_is_recorded_within_its_own_debounce_and_unlink_then_create_is_
             assert versions[0]["size"] == len(b"new content %d\n" % i), versions
         versions = n.cli("versions", tree / "gone0.txt", check=0).json["versions"]
         assert versions[0]["kind"] == "tombstone", versions
+
+
+def test_a_paced_writer_shares_commits_and_a_lone_save_is_committed_at_once(work):
+    """A writer with short lulls between files (a parallel build) gets a vault commit, with its
+    fsyncs, at most every ``group_commit_ms``, not one per lull; a lone save after a quiet while
+    is committed right after the lull, not ``group_commit_ms`` later."""
+    tree = work / "tree"
+    (work / "home").mkdir()
+    (work / "home" / "config.toml").write_text("[canary]\nenabled = false\n[capture]\ngroup_commit_ms = 3000\n")
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        time.sleep(3.5)  # the start's own commits are more than group_commit_ms ago
+        c0 = n.status()["vault_commits"]
+        t0 = time.monotonic()
+        _write(tree / "lone.txt", b"a lone save\n")
+        while n.status()["vault_commits"] == c0 and time.monotonic() - t0 < 10:
+            time.sleep(0.02)
+        lone_s = time.monotonic() - t0
+        assert lone_s < 2.0, lone_s  # after the 20 ms lull, far sooner than the 3 s group commit
+        assert n.cli("versions", tree / "lone.txt").json["versions"]
+        time.sleep(3.5)  # whatever followed the lone save is committed by now
+        c1 = n.status()["vault_commits"]
+        # 30 files 60 ms apart (~1.8 s): every gap is a lull of more than 20 ms
+        for i in range(30):
+            _write(tree / f"paced{i}.txt", b"paced %d\n" % i)
+            time.sleep(0.06)
+        st = n.status()
+        assert st["versions_stored"] >= 31, st
+        # the first file's lull commits at once, the rest wait for group_commit_ms: a commit per
+        # lull would have made about thirty
+        assert st["vault_commits"] - c1 <= 2, st
+        n.sync()
+        for i in range(30):
+            assert n.cli("versions", tree / f"paced{i}.txt").json["versions"]
