@@ -17,7 +17,9 @@ then waits 0-20 ms (random) before the next edit. Probe styles:
     two-step  open(O_TRUNC), write, 20 ms pause, write, close (MODIFY seen before CLOSE_WRITE, like
               an application that takes a moment to save)
 
-Phases: idle (nothing else writes); paced storm: one writer process rewriting 2,000 files of
+Phases: idle (nothing else writes; the probe edits back to back, every ~25-45 ms, so it is a
+steady writer itself and its commits come every ``capture.group_commit_ms``); lone (the same
+edits LONE_GAP_S apart, longer than the group commit: a save after a quiet while); paced storm: one writer process rewriting 2,000 files of
 4-64 KiB (mixed text/random) in the same tree at 500 files/s while the quick probe runs; storm:
 the same writer as fast as it can. Each phase stops after N edits or its time cap (a phase whose
 edits take seconds ends with few samples: that is the finding). Figures: median and p95 over the
@@ -43,6 +45,7 @@ from common import (NC, PY, Daemon, Figure, Work, add_src_arg, common_args, fini
 NAME = "rpo"
 FILES = 20
 STORM_PACED = 500  # files/s for the paced storm (about 17 MB/s)
+LONE_GAP_S = 0.4  # between lone edits: longer than the default group commit (250 ms)
 
 STORM = r"""
 import os, random, sys, time
@@ -157,10 +160,12 @@ def storm_phase(d: Daemon, home: Path, storm_dir: Path, probe: Probe, n: int, ra
     return out
 
 
-def phase(probe: Probe, n: int, style: str, max_s: float) -> list[dict]:
+def phase(probe: Probe, n: int, style: str, max_s: float, gap_s: float = 0.0) -> list[dict]:
     out = []
     t0 = time.monotonic()
     for _ in range(n):
+        if gap_s:
+            time.sleep(gap_s)
         out.append(probe.edit(style))
         if time.monotonic() - t0 > max_s:
             break
@@ -198,6 +203,8 @@ def main() -> None:
                 raw["settle_idle"] = settle()
                 log(f"rpo idle: {n} quick edits")
                 raw["idle"] = phase(probe, n, "quick", max_s)
+                log(f"rpo lone: {n2} quick edits {LONE_GAP_S} s apart")
+                raw["lone"] = phase(probe, n2, "quick", max_s, gap_s=LONE_GAP_S)
                 log(f"rpo idle: {n2} two-step edits")
                 raw["idle_two_step"] = phase(probe, n2, "two-step", max_s)
                 for name, rate, mx in (("storm_paced", STORM_PACED, max_s * 2 // 3), ("storm", 0, max_s // 2)):
@@ -206,9 +213,9 @@ def main() -> None:
                 probe.close()
         rmtree(home)
         rmtree(tree)
-        s_idle, s_two = summary(raw["idle"]), summary(raw["idle_two_step"])
+        s_idle, s_two, s_lone = summary(raw["idle"]), summary(raw["idle_two_step"]), summary(raw["lone"])
         s_paced, s_storm = summary(raw["storm_paced"]["edits"]), summary(raw["storm"]["edits"])
-        raw["summary"] = {"idle": s_idle, "idle_two_step": s_two, "storm_paced": s_paced, "storm": s_storm}
+        raw["summary"] = {"idle": s_idle, "lone": s_lone, "idle_two_step": s_two, "storm_paced": s_paced, "storm": s_storm}
         cmd = f"{NC} --home $H protect $T; [write+close $T/probe/pNN.txt; poll sqlite3 file:$H/vault/index.sqlite?mode=ro until the version row appears] x N"
         note_ms = lambda s: (f"p95 {s['visible_p95_ms']:.0f} ms, p99 {s['visible_p99_ms']:.0f} ms, max {s['visible_max_ms']:.0f} ms; "  # noqa: E731
                              f"version time - close: median {s['stamped_median_ms']:.0f} ms, p95 {s['stamped_p95_ms']:.0f} ms; timeouts {s['timeouts']}")
@@ -222,9 +229,12 @@ def main() -> None:
         wp, wf = raw["storm_paced"]["writer"], raw["storm"]["writer"]
         slow = sum(1 for r in raw["idle"] if not r.get("timeout") and r["visible_ms"] > 500)
         figs = [
-            Figure("rpo.idle", "idle: close-write -> version visible in the index (median)", s_idle["visible_median_ms"], "ms",
+            Figure("rpo.idle", "idle, edits back to back: close-write -> version visible in the index (median)", s_idle["visible_median_ms"], "ms",
                    runs=s_idle["n"], cmd=cmd, note=note_ms(s_idle) + f"; {slow} of {s_idle['n']} edits took > 500 ms"),
             Figure("rpo.idle_p95", "idle: p95", s_idle["visible_p95_ms"], "ms", runs=s_idle["n"], cmd=cmd),
+            Figure("rpo.lone", f"a lone save ({LONE_GAP_S} s after the last): median", s_lone["visible_median_ms"], "ms",
+                   ratio=s_lone["visible_median_ms"] / s_idle["visible_median_ms"], ratio_what="lone / back to back",
+                   runs=s_lone["n"], cmd=cmd.replace("x N", f"x N, {LONE_GAP_S} s apart"), note=note_ms(s_lone)),
             Figure("rpo.two_step", "idle, writer pauses 20 ms between two writes (median)", s_two["visible_median_ms"], "ms",
                    ratio=s_two["visible_median_ms"] / s_idle["visible_median_ms"], ratio_what="two-step / quick",
                    runs=s_two["n"], cmd=cmd, note=note_ms(s_two)),
@@ -241,7 +251,7 @@ def main() -> None:
             Figure("rpo.storm_p95", "under the unpaced storm: p95", s_storm["visible_p95_ms"], "ms",
                    ratio=s_storm["visible_p95_ms"] / s_idle["visible_p95_ms"], ratio_what="storm / idle", runs=s_storm["n"], cmd=cmd),
         ]
-        finish(NAME, args, work, code, {"edits": n, "two_step_edits": n2, "max_phase_s": max_s, "storm_paced_files_per_s": STORM_PACED},
+        finish(NAME, args, work, code, {"edits": n, "two_step_edits": n2, "lone_edits": n2, "lone_gap_s": LONE_GAP_S, "max_phase_s": max_s, "storm_paced_files_per_s": STORM_PACED},
                figs, raw, t_start)
     finally:
         work.close()
