@@ -312,4 +312,7 @@ def test_a_sibling_of_a_judged_worker_hands_the_verdict_to_their_parent_at_its_f
         det.feed(ProcessSeen(time_ns=0, subject=p))
     for i in range(3):
         det.feed(encrypted(b"/t/w0/f%d.docx" % i, 301, S + i))
+    assert det.judged_parents == {300: S + 2}
     assert det.feed(encrypted(b"/t/w1/f0.docx", 302, 400 * S)) == []
+    det._prune()  # (every few thousand records) a verdict older than lookback_s is forgotten
+    assert det.judged_parents == {}

@@ -603,3 +603,7 @@ class Detector:
         window = self.now_ns - self.cfg.replace_window_s * 1_000_000_000
         for key in [k for k, f in self.families.items() if f.since < window]:
             del self.families[key]
+        # a verdict hands itself to the pool's parent only within lookback_s (_pool_of)
+        stale = self.now_ns - self.cfg.lookback_s * 1_000_000_000
+        for ppid in [p for p, since in self.judged_parents.items() if since < stale]:
+            del self.judged_parents[ppid]
