@@ -130,6 +130,9 @@ class BatchReader:
     def read_range(self, content_hash: bytes, offset: int, length: int) -> bytes:
         return self.vault.read_range(content_hash, offset, length)
 
+    def read_content(self, content_hash: bytes):
+        return self.vault.read_content(content_hash)
+
     def other_path_with_content(self, content_hash: bytes, path: bytes, before_ns: int, *, other_name: bool = False) -> bytes | None:
         return self.vault.other_path_with_content(content_hash, path, before_ns, other_name=other_name)
 

@@ -24,6 +24,7 @@ from typing import Any
 # imported with the defence, not at the first analysis: numpy's import takes a tenth of a
 # second, which belongs to the daemon's start, not to the middle of the first burst of writes
 from nocry.analyzer.features import analyze
+from nocry.analyzer.gitrepo import GitObjects
 from nocry.analyzer.model import ContentFeatures
 from nocry.config import Config
 from nocry.detector import KNOWN_EXTS, Detector, Verdict, extension
@@ -82,8 +83,10 @@ class Defence:
         self._exempt: dict[int, int] = {}  # pid -> start time of processes never judged
         self._new_files: deque = deque()  # (version, vault) of recent new files not analysed
         self._first_seen: dict[bytes, int] = {}  # content of a new small file -> when first seen
+        self._git = GitObjects()  # the checkout rule's proof: does the repository hold a deleted file?
 
     def close(self) -> None:
+        self._git.close()
         self.incidents.close()
 
     def exempt(self, pid: int) -> None:
@@ -170,8 +173,20 @@ class Defence:
                     ext=extension(rec.path),
                     kind="deleted",
                     change="deleted",
+                    in_repo=self._in_repo(rec.path, old, vault),
                 )
             self._judge(f, subj, rec.time_ns)
+
+    def _in_repo(self, path: bytes, old: VersionRecord, vault) -> bool | None:
+        """For a deleted document that the checkout rule could excuse (a process has written
+        some repository's metadata lately): does the repository around it hold its content?"""
+        if not self.detector.repo_writers or old.content is None or extension(path) not in self.detector.documents:
+            return None
+        try:
+            return self._git.holds(path, old.size, vault.read_content(old.content))
+        except Exception:  # noqa: BLE001 - unverifiable (content gone from the vault, odd repository)
+            log.info("event=repo_check_failed path=%r", path, exc_info=True)
+            return None
 
     def _before_truncation(self, rec: VersionRecord, empty: VersionRecord, vault) -> VersionRecord:
         """A file emptied and then written again (opened with O_TRUNC, captured in between) is

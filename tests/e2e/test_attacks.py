@@ -206,3 +206,44 @@ def test_the_daemon_runs_niced_while_calm_and_at_normal_priority_once_attacked(w
         for inc in incs:  # the frozen attacker must not outlive the test
             assert n.cli("incident", "kill", str(inc["id"])).code in (0, 1)
         n.stop()
+
+
+WIPE_UNDER_FAKE_GIT = r"""
+import os, sys, time
+tree = sys.argv[1]
+os.makedirs(os.path.join(tree, ".git"), exist_ok=True)
+open(os.path.join(tree, ".git", "index.lock"), "w").close()  # looks like git at work
+for d, _, files in os.walk(tree):
+    if "/.git" in d or "/.nocry" in d:
+        continue
+    for name in sorted(files):
+        if name.rsplit(".", 1)[-1] in ("docx", "xlsx", "pdf", "odt", "csv", "txt", "jpg", "png", "pptx", "ods"):
+            os.unlink(os.path.join(d, name))
+            time.sleep(0.01)
+"""
+
+
+def test_a_fake_repository_does_not_excuse_a_wipe(work):
+    """Writing a ``.git`` above the documents is how a checkout looks to the detector; the
+    analyzer finds that this repository holds none of the deleted files, so they count."""
+    tree = work / "tree"
+    (work / "home" / "config.toml").write_text("[canary]\nenabled = false\n")
+    want = _generated(tree)
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        wiper = subprocess.Popen([os.sys.executable, "-c", WIPE_UNDER_FAKE_GIT, str(tree)])
+        try:
+            incs = _wait_incident(n)
+            assert incs, f"not detected\n{n.log()[-2000:]}"
+            assert incs[0]["state"] == "frozen", incs[0]
+            assert any(i["name"] == "delete" for i in incs[0]["indicators"]), incs[0]["indicators"]
+            assert n.cli("incident", "kill", str(incs[0]["id"])).code in (0, 1)
+            assert wiper.wait(30) == -9
+        finally:
+            wiper.kill()
+        n.sync()
+        res = n.cli("incident", "restore", str(incs[0]["id"]), timeout=300)
+        assert res.json["failed"] == 0, res.json
+        got = _disk(tree)
+        assert {p for p in want if got.get(p) != want[p]} == set()
+        n.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nocry.analyzer.model import ContentFeatures
 from nocry.config import DetectConfig
 from nocry.detector import Detector
@@ -250,18 +252,19 @@ def test_mass_deletion_of_non_documents_never_carries_a_verdict_alone():
     assert verdicts and 900 in verdicts[0].offending_pids, "deleting documents is still judged"
 
 
-def _checkout(det: Detector, pid: int, parent: Subject, *, repo_write: bool) -> list:
+def _checkout(det: Detector, pid: int, parent: Subject, *, repo_write: bool, in_repo: bool | None = True) -> list:
     """git checkout of an old commit as the benign suite's git-checkout-existing does it: the
     index.lock first, then the removals in index order (22 JSON files, then 30 CSV exports) before
-    any file of the working tree is written."""
+    any file of the working tree is written. ``in_repo``: what the analyzer found in the
+    repository's object store for each deleted file."""
     git = proc(pid, parent=parent, exe=b"/usr/bin/git")
     verdicts = det.feed(ProcessSeen(time_ns=0, subject=git))
     if repo_write:
         verdicts += det.feed(FileEvent(ops=Op.CREATE, path=b"/t/app/.git/index.lock", time_ns=S, subject=git))
     for i in range(22):
-        verdicts += det.feed(_deleted(b"/t/app/config/c%d.json" % i, pid, S + 1000 + i, "json"))
+        verdicts += det.feed(replace(_deleted(b"/t/app/config/c%d.json" % i, pid, S + 1000 + i, "json"), in_repo=in_repo))
     for i in range(30):
-        verdicts += det.feed(_deleted(b"/t/app/data/d%d.csv" % i, pid, S + 2000 + i, "csv"))
+        verdicts += det.feed(replace(_deleted(b"/t/app/data/d%d.csv" % i, pid, S + 2000 + i, "csv"), in_repo=in_repo))
     return verdicts
 
 
@@ -275,6 +278,12 @@ def test_a_checkout_that_removes_documents_before_writing_anything_is_no_attack(
     det = Detector(DetectConfig())
     base(det)
     assert _checkout(det, 800, SHELL, repo_write=False), "30 CSV exports deleted with nothing else to explain it"
+    det = Detector(DetectConfig())
+    base(det)
+    assert _checkout(det, 800, SHELL, repo_write=True, in_repo=None) == [], "unverifiable (an .hg tree): the write is trusted"
+    det = Detector(DetectConfig())
+    base(det)
+    assert _checkout(det, 800, SHELL, repo_write=True, in_repo=False), "a .git written, but the repository lacks the files"
     det = Detector(DetectConfig())
     base(det)
     det.feed(FileEvent(ops=Op.CREATE, path=b"/t/app/.git/index.lock", time_ns=S, subject=proc(700, exe=b"/usr/bin/git")))

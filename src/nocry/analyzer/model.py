@@ -68,6 +68,9 @@ class ContentFeatures:
     change: str = "content"
     #: the object did not exist before this version (a new file)
     created: bool = False
+    #: for a deletion inside a git working tree whose metadata a related process writes: whether
+    #: the repository holds the deleted content as a blob (None: not looked up, or unverifiable)
+    in_repo: bool | None = None
 
     def to_record(self) -> dict[str, Any]:
         rec = asdict(self)

@@ -243,8 +243,10 @@ class Detector:
             fam = self.families[key] = _Family(since=t)
         return fam
 
-    def _ordinary_delete(self, fam: _Family, path: bytes, pid: int, t: int) -> str | None:
-        """Why deleting this document is ordinary work, or None when it is damage."""
+    def _ordinary_delete(self, fam: _Family, path: bytes, pid: int, t: int, in_repo: bool | None = None) -> str | None:
+        """Why deleting this document is ordinary work, or None when it is damage. ``in_repo``:
+        whether the repository around it holds its content (the analyzer looked; None: it could
+        not tell, e.g. a Mercurial tree or a recording made before it looked)."""
         window = t - self.cfg.replace_window_s * 1_000_000_000
         while self.archive_writes and self.archive_writes[0][0] < window:
             self.archive_writes.popleft()
@@ -257,7 +259,7 @@ class Detector:
             return "mostly non-documents deleted (a build tree, a cache, a virtualenv)"
         if fam.written >= fam.deleted_doc:
             return "churn: the same process tree writes at least as many files as it deletes (a mirror, a sync)"
-        if self._repo_of(path, pid, window):
+        if in_repo is not False and self._repo_of(path, pid, window):
             return "checkout: a related process writes the repository this file is in (its .git); the repository holds the file"
         return None
 
@@ -314,7 +316,7 @@ class Detector:
                 fam = self._family(pid, t)
                 fam.deleted_doc += doc
                 fam.deleted_other += not doc
-                why = self._ordinary_delete(fam, f.path, pid, t) if doc else "not a document"
+                why = self._ordinary_delete(fam, f.path, pid, t, f.in_repo) if doc else "not a document"
                 if why is None:
                     found.append(Indicator("delete", c.w_delete_document, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
                 elif c.w_delete_other:
