@@ -118,6 +118,8 @@ class Defence:
             "open_incidents": sorted(self.open),
             "versions_analyzed": self.analyzed,
             "analyze_seconds": round(self.analyze_seconds, 3),
+            # deleted documents looked up in a git repository's object store (the checkout rule)
+            "repository_lookups": self._git.lookups,
             "canaries": len(self.canaries),
             "process_table": self.table is not None,
         }

@@ -223,6 +223,34 @@ for d, _, files in os.walk(tree):
 """
 
 
+def test_a_checkout_that_removes_documents_is_no_attack_when_the_repository_holds_them(tmp_path):
+    """git checkout of an older commit removes the 40 CSV exports committed since; the analyzer
+    finds each in the repository's pack, and no incident is raised."""
+    repo, home = tmp_path / "repo", tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text("[canary]\nenabled = false\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "README.md").write_text("reports\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    (repo / "exports").mkdir()
+    for i in range(40):
+        (repo / "exports" / f"q{i}.csv").write_text("".join(f"{i},{j},{i * j}\n" for j in range(200)))
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "exports"], check=True)
+    subprocess.run([*git, "gc", "-q"], check=True)
+    with Nocry(home) as n:
+        n.start(repo)
+        subprocess.run([*git, "checkout", "-q", "HEAD~1"], check=True, timeout=60)
+        assert not (repo / "exports").exists()
+        n.sync()
+        time.sleep(0.3)
+        assert n.cli("incidents").json["incidents"] == []
+        assert n.status()["detection"]["repository_lookups"] >= 30
+        n.stop()
+
+
 def test_a_fake_repository_does_not_excuse_a_wipe(work):
     """Writing a ``.git`` above the documents is how a checkout looks to the detector; the
     analyzer finds that this repository holds none of the deleted files, so they count."""
