@@ -81,3 +81,12 @@ def test_another_version_control_system_or_a_huge_file_cannot_be_told(tmp_path):
     assert holds(g, hg / "a.csv", DOC) is None
     r = repo(tmp_path)
     assert holds(g, r / "data" / "sales.csv", DOC) is None, "above max_bytes"
+
+
+def test_a_repository_made_after_a_miss_is_found(tmp_path):
+    """A clone made a moment after a deletion outside any repository (nothing cached for it)."""
+    g = GitObjects()
+    later = tmp_path / "repo-sha1" / "data" / "sales.csv"
+    assert holds(g, later, DOC) is False
+    repo(tmp_path)
+    assert holds(g, later, DOC) is True

@@ -58,7 +58,7 @@ class GitObjects:
     def __init__(self, max_bytes: int = 64 << 20):
         #: contents larger than this are not hashed (None: unverifiable)
         self.max_bytes = max_bytes
-        self._dirs: dict[bytes, bytes | None] = {}  # directory -> its repository's git dir (b"" for .hg etc.)
+        self._dirs: dict[bytes, tuple[bytes, int]] = {}  # directory -> (its repository's git dir, b"" for .hg etc.; when found)
         self._repos: dict[bytes, _Repo] = {}
         self._indexes: dict[bytes, _Index] = {}
         self.lookups = 0
@@ -67,13 +67,16 @@ class GitObjects:
 
     def git_dir(self, path: bytes) -> bytes | None:
         """The git dir of the working tree holding ``path``; b"" for another version control
-        system's working tree; None outside any."""
+        system's working tree; None outside any. Found directories are remembered for
+        ``_REPO_TTL_NS``; a miss is not (a repository cloned a moment ago must be found)."""
+        now = time.monotonic_ns()
         d = os.path.dirname(path)
         walked: list[bytes] = []
         found: bytes | None = None
         while True:
-            if d in self._dirs:
-                found = self._dirs[d]
+            hit = self._dirs.get(d)
+            if hit is not None and now - hit[1] < _REPO_TTL_NS:
+                found = hit[0]
                 break
             walked.append(d)
             found = _git_dir_at(d)
@@ -81,12 +84,12 @@ class GitObjects:
                 break
             parent = os.path.dirname(d)
             if parent == d:
-                break
+                return None
             d = parent
         if len(self._dirs) + len(walked) > _CACHE_MAX:
             self._dirs.clear()
         for w in walked:
-            self._dirs[w] = found
+            self._dirs[w] = (found, now)
         return found
 
     def _repo(self, git_dir: bytes) -> _Repo | None:
@@ -166,11 +169,14 @@ class GitObjects:
         return False
 
     def _index(self, path: bytes, hash_len: int) -> _Index | None:
+        idx = self._indexes.get(path)
         try:
             st = os.stat(path)
         except OSError:
+            if idx is not None:  # the pack went (gc)
+                idx.map.close()
+                del self._indexes[path]
             return None
-        idx = self._indexes.get(path)
         if idx is not None and idx.mtime_ns == st.st_mtime_ns and idx.size == st.st_size:
             return idx
         if idx is not None:
