@@ -216,7 +216,7 @@ def _git_dir_at(d: bytes) -> bytes | None:
     worktrees, submodules), b"" for another version control system's metadata, else None."""
     dot_git = os.path.join(d, b".git")
     try:
-        st = os.lstat(dot_git)
+        st = os.stat(dot_git)  # a symlinked .git is followed: only ever read, never written
     except OSError:
         for meta in _OTHER_META:
             if os.path.isdir(os.path.join(d, meta)):
