@@ -264,7 +264,8 @@ def test_a_fake_repository_does_not_excuse_a_wipe(work):
             incs = _wait_incident(n)
             assert incs, f"not detected\n{n.log()[-2000:]}"
             assert incs[0]["state"] == "frozen", incs[0]
-            assert any(i["name"] == "delete" for i in incs[0]["indicators"]), incs[0]["indicators"]
+            deletes = [i for i in incs[0]["indicators"] if i["name"] == "delete"]
+            assert deletes and all("which does not hold it" in i["detail"] for i in deletes), incs[0]["indicators"]
             assert n.cli("incident", "kill", str(incs[0]["id"])).code in (0, 1)
             assert wiper.wait(30) == -9
         finally:

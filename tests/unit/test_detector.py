@@ -283,7 +283,9 @@ def test_a_checkout_that_removes_documents_before_writing_anything_is_no_attack(
     assert _checkout(det, 800, SHELL, repo_write=True, in_repo=None) == [], "unverifiable (an .hg tree): the write is trusted"
     det = Detector(DetectConfig())
     base(det)
-    assert _checkout(det, 800, SHELL, repo_write=True, in_repo=False), "a .git written, but the repository lacks the files"
+    judged = _checkout(det, 800, SHELL, repo_write=True, in_repo=False)
+    assert judged, "a .git written, but the repository lacks the files"
+    assert all("which does not hold it" in i.detail for i in judged[0].indicators if i.name == "delete"), judged[0].indicators
     det = Detector(DetectConfig())
     base(det)
     det.feed(FileEvent(ops=Op.CREATE, path=b"/t/app/.git/index.lock", time_ns=S, subject=proc(700, exe=b"/usr/bin/git")))

@@ -318,7 +318,10 @@ class Detector:
                 fam.deleted_other += not doc
                 why = self._ordinary_delete(fam, f.path, pid, t, f.in_repo) if doc else "not a document"
                 if why is None:
-                    found.append(Indicator("delete", c.w_delete_document, f.path, t, pid, f"{f.prev_kind or '?'} of {f.prev_size} bytes"))
+                    detail = f"{f.prev_kind or '?'} of {f.prev_size} bytes"
+                    if f.in_repo is False and self._repo_of(f.path, pid, t - c.replace_window_s * 1_000_000_000):
+                        detail += "; a related process writes the repository above it, which does not hold it"
+                    found.append(Indicator("delete", c.w_delete_document, f.path, t, pid, detail))
                 elif c.w_delete_other:
                     found.append(Indicator("delete_other", c.w_delete_other if not doc else 0.0, f.path, t, pid, why))
                 match = self._match(self.recent_new, f.prev_size, pid, t, f.path)
