@@ -175,14 +175,15 @@ class Defence:
                     ext=extension(rec.path),
                     kind="deleted",
                     change="deleted",
-                    in_repo=self._in_repo(rec.path, old, vault),
+                    in_repo=self._in_repo(rec.path, rec.time_ns, old, vault),
                 )
             self._judge(f, subj, rec.time_ns)
 
-    def _in_repo(self, path: bytes, old: VersionRecord, vault) -> bool | None:
-        """For a deleted document that the checkout rule could excuse (a process has written
-        some repository's metadata lately): does the repository around it hold its content?"""
-        if not self.detector.repo_writers or old.content is None or extension(path) not in self.detector.documents:
+    def _in_repo(self, path: bytes, time_ns: int, old: VersionRecord, vault) -> bool | None:
+        """For a deleted document that the checkout rule could excuse (a process has written the
+        metadata of a repository above it lately): does that repository hold its content? The
+        content is read back from the vault and hashed only then."""
+        if old.content is None or extension(path) not in self.detector.documents or not self.detector.repository_written_above(path, time_ns):
             return None
         try:
             return self._git.holds(path, old.size, vault.read_content(old.content))

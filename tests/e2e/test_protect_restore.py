@@ -253,7 +253,6 @@ def test_a_file_being_rewritten_is_not_captured_half_written(work):
             assert sizes[0] == 30_004, sizes
 
 
-
 def test_a_delete_is_recorded_within_its_own_debounce_and_unlink_then_create_is_a_rewrite(work):
     """A deletion reaches the vault (and the detector) after ``delete_debounce_ms``, not after
     the close-write debounce; a file unlinked and created again at once (tar or git replacing

@@ -292,6 +292,10 @@ def test_a_checkout_that_removes_documents_before_writing_anything_is_no_attack(
     login = Subject(pid=60, start_time=2, exe=b"/bin/bash", comm="bash", uid=1000, ppid=1, sid=60)
     det.feed(ProcessSeen(time_ns=0, subject=login))
     assert _checkout(det, 900, login, repo_write=False), "another session's git excuses nothing"
+    # but the analyzer still looks the files up (it asks before the relation is known)
+    assert det.repository_written_above(b"/t/app/data/d0.csv", 2 * S)
+    assert not det.repository_written_above(b"/t/elsewhere/d0.csv", 2 * S)
+    assert not det.repository_written_above(b"/t/app/data/d0.csv", 1000 * S), "long after the write"
 
 
 def test_a_sibling_of_a_judged_worker_hands_the_verdict_to_their_parent_at_its_first_damaged_file():

@@ -272,16 +272,23 @@ class Detector:
                 self.repo_writers[path[:i]] = (t, pid)
                 return
 
-    def _repo_of(self, path: bytes, pid: int, since: int) -> bool:
-        """A related process wrote, since ``since``, the repository metadata of a working tree
-        that holds ``path``. git checkout removes the files the target commit lacks before it
-        writes any file of the working tree: only its index.lock comes first."""
+    def repository_written_above(self, path: bytes, t: int) -> bool:
+        """Whether any process wrote, within ``replace_window_s`` before ``t``, the repository
+        metadata of a working tree that holds ``path``: only then can the checkout rule excuse
+        its deletion, and only then does the analyzer look the file up in the repository."""
+        return self._repo_of(path, None, t - self.cfg.replace_window_s * 1_000_000_000)
+
+    def _repo_of(self, path: bytes, pid: int | None, since: int) -> bool:
+        """A related process (any, for ``pid`` None) wrote, since ``since``, the repository
+        metadata of a working tree that holds ``path``. git checkout removes the files the target
+        commit lacks before it writes any file of the working tree: only its index.lock comes
+        first."""
         if not self.repo_writers:
             return False
         d = _dirname(path)
         for _ in range(64):
             w = self.repo_writers.get(d)
-            if w is not None and w[0] >= since and self._related(w[1], pid):
+            if w is not None and w[0] >= since and (pid is None or self._related(w[1], pid)):
                 return True
             if b"/" not in d:
                 return False
