@@ -667,7 +667,7 @@ class Daemon:
             t = time.time_ns()
             before: dict[bytes, Any] = {}  # what each source path held just before the rename
             if old_in:
-                gone = list(self.vault.latest_under(old)) if ev.is_dir else [r for r in (self._latest(old),) if r is not None]
+                gone = list(self.vault.live_under(old)) if ev.is_dir else [r for r in (self._latest(old),) if r is not None]
                 for rec in gone:
                     if not rec.exists:
                         continue
@@ -733,7 +733,7 @@ class Daemon:
         try:
             with self.vault.batch() as batch:
                 t = time.time_ns()
-                for rec in list(self.vault.latest_under(path)):
+                for rec in list(self.vault.live_under(path)):
                     if rec.exists and not os.path.lexists(rec.path):
                         tomb = tombstone(rec.path, t, subject, "event")
                         batch.add(tomb)

@@ -245,6 +245,7 @@ def test_state_at_ties_tombstones_and_sibling_prefixes(tmp_path: Path) -> None:
     assert [p for p, _ in everything] == sorted([b"/a", b"/a/b", b"/a/b!", b"/a/b/c", b"/a/b/d", b"/a/bc"])
     assert [(r.path, r.id) for r in v.latest_under(b"/a/b")] == [(b"/a/b", ids[2]), (b"/a/b/c", ids[5]),
                                                                   (b"/a/b/d", ids[7])]
+    assert [(r.path, r.id) for r in v.live_under(b"/a/b")] == [(b"/a/b", ids[2]), (b"/a/b/d", ids[7])]
     assert list(v.paths_under(b"/a/b")) == [b"/a/b", b"/a/b/c", b"/a/b/d"]
     assert v.latest(b"/a/b").id == ids[2]  # type: ignore[union-attr]
     assert [r.id for r in v.history(b"/a/b")] == [ids[2], ids[1], ids[0]]
@@ -260,6 +261,22 @@ def test_state_at_pages_through_many_objects(tmp_path: Path) -> None:
     assert [r.path for r in v.state_at(b"/p", 10**9)] == paths
     assert [r.path for r in v.state_at(b"/p", 99)] == paths[:100]
     assert list(v.paths_under(b"/")) == paths
+
+
+def test_live_under_pages_past_runs_of_dead_paths(tmp_path: Path) -> None:
+    # a tree that churns: whole pages of paths whose newest version is a tombstone, between and
+    # around the live ones; the rescan reads only the live ones, and must not stop at a dead page
+    v = mkvault(tmp_path)
+    paths = sorted(b"/p/%05d" % i for i in range(9000))
+    live = [p for i, p in enumerate(paths) if 2500 <= i < 2503 or i % 997 == 0 or i == 8999]
+    with v.batch() as b:
+        for i, p in enumerate(paths):
+            b.add(rec(p, i, None, ftype="dir"))
+            if p not in live:
+                b.add(rec(p, 10**6 + i, kind=KIND_TOMBSTONE))
+    assert [r.path for r in v.live_under(b"/p")] == live
+    assert [r.path for r in v.latest_under(b"/p") if r.exists] == live
+    assert len(list(v.latest_under(b"/p"))) == len(paths)
 
 
 def test_non_utf8_paths_and_full_records(tmp_path: Path) -> None:

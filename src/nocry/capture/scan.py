@@ -165,7 +165,7 @@ def rescan_tree(vault, root: bytes, excluded: Callable[[bytes], bool], *, reason
     ~180 bytes an object: 180 MB at a million files, more while a burst's events wait)."""
     started = time.monotonic()
     report = ScanReport(tree=root)
-    known = (rec for rec in vault.latest_under(root) if rec.exists)
+    known = vault.live_under(root)
     cur = next(known, None)
     pending: list[tuple[bytes, VersionRecord | None]] = []
     gone: list[bytes] = []

@@ -342,14 +342,18 @@ class Index:
                 (version_id,)).fetchone()
         return _record_of(row) if row else None
 
-    def state_at(self, prefix: bytes, time_ns: int, page: int = 2000) -> Iterator[VersionRecord]:
+    def state_at(self, prefix: bytes, time_ns: int, page: int = 2000, *, live: bool = False) -> Iterator[VersionRecord]:
         """Newest version at or before time_ns of every object under prefix, by path. Paged by
-        path (keyset), so that the lock is never held across a yield and a huge tree streams."""
+        path (keyset), so that the lock is never held across a yield and a huge tree streams.
+        ``live``: skip objects whose newest version is a tombstone, in SQL (a tree that churns
+        leaves many more dead paths in the index than live ones, and a rescan needs only these)."""
         bounds = prefix_bounds(prefix)
         time_ns = min(time_ns, MAX_TIME)
         # The correlated subquery is one seek on versions_object_time per object.
         pick = ("JOIN versions v ON v.id = (SELECT id FROM versions WHERE object_id = o.id AND time_ns <= ? "
                 "ORDER BY time_ns DESC, id DESC LIMIT 1)")
+        if live:
+            pick += f" AND v.kind != '{KIND_TOMBSTONE}'"
         start = b"" if bounds is None else bounds[0]
         while True:
             if bounds is None:

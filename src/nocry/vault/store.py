@@ -321,6 +321,11 @@ class Vault:
         self._check_usable()
         return self._index.state_at(prefix, MAX_TIME)
 
+    def live_under(self, prefix: bytes) -> Iterator[VersionRecord]:
+        """:meth:`latest_under` without the objects whose newest version is a tombstone."""
+        self._check_usable()
+        return self._index.state_at(prefix, MAX_TIME, live=True)
+
     def paths_under(self, prefix: bytes) -> Iterator[bytes]:
         self._check_usable()
         return self._index.paths_under(prefix)
