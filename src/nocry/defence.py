@@ -120,6 +120,9 @@ class Defence:
             "analyze_seconds": round(self.analyze_seconds, 3),
             # deleted documents looked up in a git repository's object store (the checkout rule)
             "repository_lookups": self._git.lookups,
+            # paths changed per process, kept to name an incident's objects; bounded (a flood of writers)
+            "touched_paths": sum(len(d) for d in self.detector.touched.values()),
+            "touched_dropped": self.detector.touched_dropped,
             "canaries": len(self.canaries),
             "process_table": self.table is not None,
         }

@@ -331,3 +331,38 @@ def test_a_sibling_of_a_judged_worker_hands_the_verdict_to_their_parent_at_its_f
     assert det.feed(encrypted(b"/t/w1/f0.docx", 302, 400 * S)) == []
     det._prune()  # (every few thousand records) a verdict older than lookback_s is forgotten
     assert det.judged_parents == {}
+
+
+def test_paths_remembered_per_process_are_bounded_but_an_attackers_are_kept(monkeypatch):
+    """A flood of writers (each process a few thousand new files) must not hold every path for
+    ten minutes: past the bound the maps of the processes idle longest go, but not the map of a
+    process with damage, which names its incident's objects."""
+    import nocry.detector.engine as engine
+
+    monkeypatch.setattr(engine, "_MAX_TOUCHED", 1000)
+    det = Detector(DetectConfig())
+    base(det)
+    attacker = proc(200, exe=b"/usr/bin/python3")
+    det.feed(ProcessSeen(time_ns=0, subject=attacker))
+    det.feed(FileEvent(ops=Op.MODIFY | Op.CLOSE_WRITE, path=b"/t/early.txt", time_ns=1, seq=0, subject=attacker))
+    det.feed(encrypted(b"/t/a/f0.docx", 200, 2))
+    t = 10
+    for w in range(20):
+        writer = proc(1000 + w, exe=b"/usr/bin/tar")
+        det.feed(ProcessSeen(time_ns=t, subject=writer))
+        for i in range(300):
+            t += 1
+            det.feed(FileEvent(ops=Op.CREATE, path=b"/t/w%d/f%d" % (w, i), time_ns=t, seq=t, subject=writer))
+        det._prune()
+    total = sum(len(d) for d in det.touched.values())
+    assert total <= 1000 + 300, total
+    assert det.touched_dropped >= 20 * 300 - 1300
+    assert b"/t/early.txt" in det.touched[200], "the attacker's map is kept"
+    assert 1019 in det.touched, "the writer active last is kept"
+    assert 1000 not in det.touched, "the writer idle longest is dropped"
+    verdicts = []
+    for i in range(1, 10):
+        verdicts += det.feed(encrypted(b"/t/a%d/f%d.docx" % (i % 4, i), 200, t + i))
+        if verdicts:
+            break
+    assert verdicts and b"/t/early.txt" in dict(verdicts[0].objects)

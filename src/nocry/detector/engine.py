@@ -44,6 +44,10 @@ KNOWN_EXTS = frozenset(
 )
 
 _MAX_TOUCHED_PER_PID = 100_000
+#: paths remembered for all processes together (~150 bytes each): past it, the maps of the
+#: processes idle longest are dropped, unless they belong to an actor with damage. Without it a
+#: flood of short-lived writers (one process per few thousand files) kept every path for 10 minutes
+_MAX_TOUCHED = 250_000
 _MAX_INDICATORS = 200
 _PRUNE_EVERY = 5000
 #: kinds that say nothing about a file's structure: a rewrite keeping them can still be damage
@@ -135,6 +139,7 @@ class Detector:
         self.actors: dict[tuple, _Actor] = {}
         self.touched: dict[int, dict[bytes, int]] = {}  # pid -> path -> first change time
         self.touched_last: dict[int, int] = {}
+        self.touched_dropped = 0  # paths forgotten by _bound_touched
         self.notes: dict[str, tuple[set[bytes], set[bytes]]] = {}  # content hash -> (dirs, paths)
         self.recent_deletes: deque[tuple[int, int, bytes, int]] = deque()  # (time, size, path, pid)
         self.recent_new: deque[tuple[int, int, bytes, int]] = deque()
@@ -294,6 +299,26 @@ class Detector:
                 return False
             d = _dirname(d)
         return False
+
+    def _bound_touched(self) -> None:
+        """Keep at most ``_MAX_TOUCHED`` remembered paths: drop whole maps, the processes idle
+        longest first. Processes of an actor with damage (or judged) keep theirs: those maps are
+        what its incident's objects are made of (:meth:`objects_of`)."""
+        total = sum(len(d) for d in self.touched.values())
+        if total <= _MAX_TOUCHED:
+            return
+        keep = {p for a in self.actors.values() if a.judged or a.first_damage_ns for p in a.pids}
+        dropped = 0
+        for pid in sorted(self.touched_last, key=self.touched_last.__getitem__):
+            if total <= _MAX_TOUCHED:
+                break
+            if pid in keep:
+                continue
+            n = len(self.touched.pop(pid, ()))
+            del self.touched_last[pid]
+            total -= n
+            dropped += n
+        self.touched_dropped += dropped
 
     def _touch(self, pid: int, path: bytes, t: int) -> None:
         d = self.touched.get(pid)
@@ -610,6 +635,7 @@ class Detector:
         for pid in [p for p, last in self.touched_last.items() if last < idle]:
             self.touched.pop(pid, None)
             self.touched_last.pop(pid, None)
+        self._bound_touched()
         if len(self.notes) > 10_000:
             self.notes.clear()
         window = self.now_ns - self.cfg.replace_window_s * 1_000_000_000
