@@ -53,6 +53,11 @@ _QUIET_NS = 1_000_000_000
 _DRAIN_S = 0.005
 #: an open vault batch is committed once no event came for this long
 _QUIET_COMMIT_NS = 20_000_000
+#: the rescan that a kernel queue overflow asks for waits until no overflow came for this long
+#: (a flood that overflows the queue every few hundred ms would otherwise get a whole rescan
+#: after each, each stale at once), but never longer than _OVERFLOW_WAIT_MAX_NS after the first
+_OVERFLOW_SETTLE_NS = 1_000_000_000
+_OVERFLOW_WAIT_MAX_NS = 5_000_000_000
 
 
 class Backlog:
@@ -215,6 +220,8 @@ class Daemon:
         self._last_commit_ns = 0
         self._last_event_ns = 0
         self._rescan_needed = False
+        self._overflow_first_ns = 0  # first and last overflow not rescanned yet (0: none)
+        self._overflow_last_ns = 0
         self._last_full_check = 0.0
         self.priority: Priority | None = None
         self._behind: str | None = None  # why the daemon fell behind since the last _pace
@@ -344,7 +351,7 @@ class Daemon:
                 break
             self._pace(time.monotonic())  # before a rescan that an overflow asks for
             self._check_space()
-            if self._rescan_needed and not self.paused:
+            if self._rescan_needed and not self.paused and self._rescan_due(time.monotonic_ns()):
                 self._scan_all(reason="rescan")
             self._capture_due()
             self._maybe_commit()
@@ -376,10 +383,18 @@ class Daemon:
         else:
             pr.calm(now)
 
+    def _rescan_due(self, now_ns: int) -> bool:
+        """A rescan is asked for: now, unless an overflow asked and the flood goes on."""
+        if not self._overflow_first_ns:
+            return True
+        return now_ns - self._overflow_last_ns >= _OVERFLOW_SETTLE_NS or now_ns - self._overflow_first_ns >= _OVERFLOW_WAIT_MAX_NS
+
     def _next_timeout(self) -> float:
         wake = [self._heap[0][0]] if self._heap else []
         if self._batch is not None:
             wake.append(self._commit_due_ns())
+        if self._rescan_needed and self._overflow_first_ns:
+            wake.append(min(self._overflow_last_ns + _OVERFLOW_SETTLE_NS, self._overflow_first_ns + _OVERFLOW_WAIT_MAX_NS))
         if wake:
             wait = (min(wake) - time.monotonic_ns()) / 1e9
             return min(max(wait, 0.0), _STATUS_EVERY_S)
@@ -530,6 +545,9 @@ class Daemon:
             self.events_seen += 1
             if isinstance(ev, Overflow):
                 self.overflows_seen += 1
+                if not self._rescan_needed:
+                    self._overflow_first_ns = now
+                self._overflow_last_ns = now
                 self._rescan_needed = True
                 self._behind = "overflow"
                 log.warning("event=overflow reason=%s action=rescan", ev.reason)
@@ -831,6 +849,7 @@ class Daemon:
         if not self._commit():
             return
         self._rescan_needed = False
+        self._overflow_first_ns = self._overflow_last_ns = 0
         self.last_scan = []
         for tree in self.trees:
             try:

@@ -159,6 +159,45 @@ def test_queue_overflow_is_detected_and_rescanned(work):
         knob.write_text(old)
 
 
+def test_a_flood_that_keeps_overflowing_the_queue_gets_one_rescan_after_it_not_one_per_overflow(work):
+    """A writer that overflows a small kernel queue again and again: the rescan waits until the
+    overflows stop (each one mid-flood would be stale at once), then runs by itself, without a
+    ``nocry sync`` asking for it, and leaves the vault equal to the disk."""
+    tree = work / "tree"
+    knob = Path("/proc/sys/fs/fanotify/max_queued_events")
+    old = knob.read_text()
+    knob.write_text("64\n")  # applies to groups created from now on
+    try:
+        with Nocry(work / "home") as n:
+            n.start(tree, extra=("--mode", "observe"))  # the writer renames and deletes en masse
+            knob.write_text(old)
+            before = n.status()
+            w = _writer(tree, 3.5, seed=5)
+            # a flood the daemon cannot keep up with: it falls behind for 100 ms every 250 ms
+            # (stopped), and each time the writer overflows the kernel's queue
+            for _ in range(12):
+                os.kill(n.daemon.pid, signal.SIGSTOP)
+                try:
+                    time.sleep(0.1)
+                finally:
+                    os.kill(n.daemon.pid, signal.SIGCONT)
+                time.sleep(0.15)
+            assert w.wait(timeout=60) == 0
+            deadline = time.monotonic() + 10
+            while (st := n.status())["rescans"] == before["rescans"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            overflows = st["overflows"] - before["overflows"]
+            rescans = st["rescans"] - before["rescans"]
+            assert overflows >= 10, st
+            timeline = [line for line in n.log_path.read_text().splitlines() if "event=scan" in line or "event=overflow" in line]
+            assert 1 <= rescans <= 2, (overflows, rescans, timeline)
+            n.sync()
+            assert _vault_latest(work / "home", tree) == _disk_hashes(tree)
+            n.stop()
+    finally:
+        knob.write_text(old)
+
+
 def test_events_piling_up_while_capture_is_stuck_are_bounded_and_nothing_is_missed(work):
     """``sensor.queue_size`` bounds the daemon's queue of events: with the capture loop stuck in a
     commit (another process holds the index's write lock) while a burst lands, the reader waits
