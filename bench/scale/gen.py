@@ -133,6 +133,10 @@ def generate(root: str | Path, files: int, seed: int = 1, procs: int = 4) -> dic
         for k, b in pool.imap_unordered(_write_dir, jobs, chunksize=8):
             n += k
             total += b
+        # let the workers exit by themselves: leaving the block terminates the pool, and a
+        # terminate once left a worker hanging on the task queue's lock for 5 minutes
+        pool.close()
+        pool.join()
     return {
         "files": n,
         "bytes": total,
