@@ -222,6 +222,8 @@ class Daemon:
         self._rescan_needed = False
         self._overflow_first_ns = 0  # first and last overflow not rescanned yet (0: none)
         self._overflow_last_ns = 0
+        self._lost_since: float | None = None  # events may be lost from then on (wall time), until a rescan
+        self._read_before_ns = 0  # when the reader read the batch before this one (wall time)
         self._last_full_check = 0.0
         self.priority: Priority | None = None
         self._behind: str | None = None  # why the daemon fell behind since the last _pace
@@ -539,6 +541,9 @@ class Daemon:
             self._defend(self.defence.on_events, events)
         now = time.monotonic_ns()
         self._last_event_ns = now
+        read_before = self._read_before_ns
+        if events:
+            self._read_before_ns = events[-1].time_ns
         if self.priority is not None and events and time.time_ns() - events[0].time_ns > self.priority.lag_ns:
             self._behind = "events_late"
         for ev in events:
@@ -547,6 +552,9 @@ class Daemon:
                 self.overflows_seen += 1
                 if not self._rescan_needed:
                     self._overflow_first_ns = now
+                if self._lost_since is None:
+                    # the queue was drained at the read before: nothing was lost until then
+                    self._lost_since = (read_before or ev.time_ns) / 1e9
                 self._overflow_last_ns = now
                 self._rescan_needed = True
                 self._behind = "overflow"
@@ -850,6 +858,7 @@ class Daemon:
             return
         self._rescan_needed = False
         self._overflow_first_ns = self._overflow_last_ns = 0
+        lost_since, self._lost_since = self._lost_since, None
         self.last_scan = []
         for tree in self.trees:
             try:
@@ -870,6 +879,9 @@ class Daemon:
             self.tombstones_stored += rep.tombstoned
             for path, why in rep.unreadable:
                 self._warn_unreadable(path, why)
+            if self.defence is not None and rep.changed:
+                # their events were lost: judged by content alone, nobody to name
+                self._defend(self.defence.on_rescan, tree, rep.changed, self.vault, lost_since)
             now = time.monotonic_ns()
             for path in rep.retry:
                 self._schedule(path, now + int(_RETRY_CHANGED_S * 1e9), now, True, None)

@@ -80,6 +80,7 @@ class Defence:
         self.analyzed = 0
         self.analyze_seconds = 0.0
         self.verdicts = 0
+        self.unattributed_damage = 0  # damaged documents found by rescans, nobody to name
         self._exempt: dict[int, int] = {}  # pid -> start time of processes never judged
         self._new_files: deque = deque()  # (version, vault) of recent new files not analysed
         self._first_seen: dict[bytes, int] = {}  # content of a new small file -> when first seen
@@ -123,6 +124,7 @@ class Defence:
             # paths changed per process, kept to name an incident's objects; bounded (a flood of writers)
             "touched_paths": sum(len(d) for d in self.detector.touched.values()),
             "touched_dropped": self.detector.touched_dropped,
+            "unattributed_damage": self.unattributed_damage,
             "canaries": len(self.canaries),
             "process_table": self.table is not None,
         }
@@ -181,6 +183,39 @@ class Defence:
                     in_repo=self._in_repo(rec.path, rec.time_ns, old, vault),
                 )
             self._judge(f, subj, rec.time_ns)
+
+    def on_rescan(self, tree: bytes, changed: list[tuple[VersionRecord, VersionRecord]], vault, lost_since: float | None) -> int:
+        """Documents a rescan found rewritten, whose events were lost (the kernel's queue
+        overflowed, or nocry was not running): no process can be named or frozen, but their
+        content still shows damage. ``min_objects`` of them or more raise the alarm
+        ``unattributed_damage``, with the command that rolls them back. Returns how many."""
+        damaged = []
+        for rec, prev in changed:
+            if rec.ftype != FTYPE_FILE or rec.content is None or extension(rec.path) not in self.detector.documents:
+                continue
+            f = self._analyze(rec, prev, vault)
+            found = self.detector.unattributed(f) if f is not None else []
+            if found:
+                damaged.append(found[0])
+        self.unattributed_damage += len(damaged)
+        if len(damaged) < self.config.detect.min_objects:
+            return len(damaged)
+        names = sorted({i.name for i in damaged})
+        where = os.fsdecode(tree)
+        if lost_since is not None:
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lost_since - 1))
+            when, undo = "after the kernel dropped events", f"nocry restore {where} --at '{at}'"
+        else:
+            when, undo = "with their events lost (nocry was not running or not capturing)", "nocry versions PATH, then nocry restore PATH --at TIME"
+        log.critical("event=unattributed_damage alarm=1 tree=%r documents=%d indicators=%s", tree, len(damaged), names)
+        self.home.alert(
+            "unattributed_damage",
+            f"{len(damaged)} documents under {where} were found rewritten {when} ({', '.join(names)}); no process can "
+            f"be named or frozen; every earlier version is in the vault: {undo}",
+            tree=where, documents=len(damaged), sample=[os.fsdecode(i.path) for i in damaged[:20]],
+            lost_since=lost_since,
+        )
+        return len(damaged)
 
     def _in_repo(self, path: bytes, time_ns: int, old: VersionRecord, vault) -> bool | None:
         """For a deleted document that the checkout rule could excuse (a process has written the

@@ -5,7 +5,7 @@
         trees.json        the protected trees (written by ``protect``)
         vault/            packs and index (see docs/vault-format.md)
         run/              daemon.lock, daemon.pid, control.sock, status.json
-        alerts.jsonl      alarms raised (vault full, stopped, overflow), one JSON object a line
+        alerts.jsonl      alarms raised (incident, vault full, stopped, overflow, unattributed damage), one JSON object a line
 """
 
 from __future__ import annotations

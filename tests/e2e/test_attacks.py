@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -276,3 +277,47 @@ def test_a_fake_repository_does_not_excuse_a_wipe(work):
         got = _disk(tree)
         assert {p for p in want if got.get(p) != want[p]} == set()
         n.stop()
+
+
+FLOOD = "import os, sys\nd = os.path.join(sys.argv[1], 'flood')\nos.mkdir(d)\nfor i in range(4000):\n    open(os.path.join(d, 'x%d' % i), 'wb').write(b'%d' % i)"
+
+
+def test_an_encryption_hidden_in_lost_events_is_still_reported_and_undone(work):
+    """An attacker that first floods the kernel's queue and encrypts inside the dropped stretch
+    leaves no event to name it by, so nothing is frozen; the rescan after the overflow finds the
+    documents rewritten and raises the alarm with the moment events were lost from, and a
+    restore of the tree to that moment brings every document back."""
+    tree = work / "tree"
+    (work / "home" / "config.toml").write_text("[canary]\nenabled = false\n")
+    want = _generated(tree)
+    knob = Path("/proc/sys/fs/fanotify/max_queued_events")
+    old = knob.read_text()
+    knob.write_text("64\n")  # applies to groups created from now on
+    try:
+        with Nocry(work / "home") as n:
+            n.start(tree)
+            knob.write_text(old)
+            os.kill(n.daemon.pid, signal.SIGSTOP)  # the daemon falls behind while the flood lands
+            try:
+                subprocess.run([os.sys.executable, "-c", FLOOD, str(tree)], check=True)
+                run = n.cli("drill", "run", "encrypt-in-place", tree, "--timeout", "30", timeout=120)
+                assert run.code == 0 and run.json["outcome"] == "finished", run
+            finally:
+                os.kill(n.daemon.pid, signal.SIGCONT)
+            n.sync()
+            st = n.status()
+            assert st["overflows"] >= 1, st
+            alerts = [json.loads(line) for line in (work / "home" / "alerts.jsonl").read_text().splitlines()]
+            alarms = [a for a in alerts if a["alert"] == "unattributed_damage"]
+            assert len(alarms) == 1, alarms
+            alarm = alarms[0]
+            assert alarm["documents"] >= 10 and alarm["lost_since"] is not None, alarm
+            assert st["detection"]["unattributed_damage"] == alarm["documents"]
+            assert n.cli("incidents").json["incidents"] == []
+            res = n.cli("restore", tree, "--at", str(alarm["lost_since"]), timeout=300)
+            assert res.code == 0, res
+            got = _disk(tree)
+            assert {p for p in want if got.get(p) != want[p]} == set()
+            n.stop()
+    finally:
+        knob.write_text(old)

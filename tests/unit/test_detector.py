@@ -366,3 +366,17 @@ def test_paths_remembered_per_process_are_bounded_but_an_attackers_are_kept(monk
         if verdicts:
             break
     assert verdicts and b"/t/early.txt" in dict(verdicts[0].objects)
+
+
+def test_a_rewrite_nobody_can_be_named_for_is_judged_by_its_content_alone():
+    """What a rescan hands over after lost events: no process, no score, only what the content
+    shows. Damage to a document counts; an ordinary edit, a non-document, a new file or a
+    deletion does not."""
+    det = Detector(DetectConfig())
+    damage = det.unattributed(replace(encrypted(b"/t/a.docx", 0, S), subject_pid=0))
+    assert damage and {i.name for i in damage} <= {"type_lost", "random_rewrite"} and damage[0].pid == 0
+    assert det.unattributed(replace(edited_text(b"/t/notes.txt", 0, S), subject_pid=0)) == []
+    assert det.unattributed(replace(encrypted(b"/t/a.o", 0, S, ext="o"), subject_pid=0)) == []
+    assert det.unattributed(replace(encrypted(b"/t/a.docx", 0, S), created=True)) == []
+    assert det.unattributed(replace(encrypted(b"/t/a.docx", 0, S), change="deleted")) == []
+    assert det.actors == {} and det.touched == {}, "nothing is remembered"

@@ -70,6 +70,13 @@ class ScanReport:
     retry: list[bytes] = field(default_factory=list)
     other_fs: list[bytes] = field(default_factory=list)
     seconds: float = 0.0
+    #: (new version, previous version) of files whose content the scan found changed, the first
+    #: ``_MAX_CHANGED``: events for them were lost, so nobody judged them yet
+    changed: list[tuple[VersionRecord, VersionRecord]] = field(default_factory=list)
+
+
+#: changed files a scan hands over for judging at most (reading and analysing each costs)
+_MAX_CHANGED = 2000
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -185,6 +192,8 @@ def rescan_tree(vault, root: bytes, excluded: Callable[[bytes], bool], *, reason
                         continue
                     if rec is not None:
                         report.stored += 1
+                        if prev is not None and prev.exists and rec.exists and rec.content != prev.content and len(report.changed) < _MAX_CHANGED:
+                            report.changed.append((rec, prev))
             pending.clear()
         if gone:
             with vault.batch() as batch:

@@ -377,6 +377,15 @@ class Detector:
             return self._score(s, found, t)
 
         # a new version of an existing object
+        self._rewrite(f, pid, doc, found)
+        return self._score(s, found, t)
+
+    def _rewrite(self, f: ContentFeatures, pid: int, doc: bool, found: list[Indicator]) -> list[Indicator]:
+        """What a new version of an existing object shows by itself, whoever wrote it; added to
+        ``found`` (which may hold a canary's indicator already)."""
+        c = self.cfg
+        t = f.time_ns
+        random_now = f.random
         prev_size = f.prev_size or 0
         if prev_size > 0 and f.size == 0:
             found.append(Indicator("truncate" if doc else "truncate_other", c.w_truncate if doc else c.w_truncate / 8, f.path, t, pid, f"{prev_size} -> 0 bytes"))
@@ -406,7 +415,14 @@ class Detector:
                     found.append(Indicator("copied_over", c.w_copied_over, f.path, t, pid, f"now holds the content of {os.fsdecode(f.copied_from)}"))
                 elif c.w_content_replaced:
                     found.append(Indicator("content_replaced", c.w_content_replaced, f.path, t, pid, f"same type ({f.kind}), every block different"))
-        return self._score(s, found, t)
+        return found
+
+    def unattributed(self, f: ContentFeatures) -> list[Indicator]:
+        """The damage a rewrite of a document shows when no process can be named (a rescan after
+        the kernel dropped events found it): the content evidence alone, no actor, no score."""
+        if f.change == "deleted" or f.created or f.prev_size is None or f.ext not in self.documents:
+            return []
+        return [i for i in self._rewrite(f, 0, True, []) if i.name in DAMAGE]
 
     def _ransom_note(self, f: ContentFeatures, pid: int) -> list[Indicator]:
         # a note is written to be read: never hidden (nor in a hidden folder such as .git), never
