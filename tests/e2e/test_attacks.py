@@ -321,3 +321,26 @@ def test_an_encryption_hidden_in_lost_events_is_still_reported_and_undone(work):
             n.stop()
     finally:
         knob.write_text(old)
+
+
+def test_an_encryption_while_nocry_was_not_running_is_reported_at_the_next_start(work):
+    """Documents encrypted while the daemon was down are found by the start's rescan, judged by
+    their content, and reported; each one's earlier version is in the vault."""
+    tree = work / "tree"
+    (work / "home" / "config.toml").write_text("[canary]\nenabled = false\n")
+    want = _generated(tree)
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        n.stop()
+        run = n.cli("drill", "run", "encrypt-in-place", tree, "--timeout", "30", timeout=120)
+        assert run.code == 0 and run.json["outcome"] == "finished", run
+        n.start(tree)
+        alerts = [json.loads(line) for line in (work / "home" / "alerts.jsonl").read_text().splitlines()]
+        alarms = [a for a in alerts if a["alert"] == "unattributed_damage"]
+        assert len(alarms) == 1 and alarms[0]["documents"] >= 10 and alarms[0]["lost_since"] is None, alarms
+        assert "nocry was not running" in alarms[0]["message"]
+        assert n.cli("incidents").json["incidents"] == []
+        encrypted = next(p for p in want if _disk(tree).get(p) != want[p])
+        versions = n.cli("versions", tree / encrypted).json
+        assert len(versions["versions"]) >= 2, versions
+        n.stop()
