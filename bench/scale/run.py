@@ -113,8 +113,19 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def kernel_unreclaimable_kib() -> int:
+    """``SUnreclaim`` of /proc/meminfo: the kernel's slab memory that cannot be reclaimed, where
+    queued fanotify events live (and, on tmpfs, the burst's inodes)."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("SUnreclaim:"):
+                return int(line.split()[1])
+    return 0
+
+
 class MemSampler(threading.Thread):
-    """Every ``every`` s: VmRSS / VmHWM (KiB) of the daemon of ``home`` (found by its command line)."""
+    """Every ``every`` s: VmRSS / VmHWM (KiB) of the daemon of ``home`` (found by its command line),
+    and the kernel's unreclaimable slab memory."""
 
     def __init__(self, every: float = 0.2):
         super().__init__(daemon=True)
@@ -123,6 +134,7 @@ class MemSampler(threading.Thread):
         self.pid: int | None = None
         self.samples: list[tuple[float, int, int, int]] = []  # (monotonic, pid, rss_kib, hwm_kib)
         self.hwm: dict[int, int] = {}
+        self.slab: list[tuple[float, int]] = []  # (monotonic, SUnreclaim KiB)
         self._halt = threading.Event()
         self._lock = threading.Lock()
 
@@ -133,6 +145,7 @@ class MemSampler(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.wait(self.every):
+            self.slab.append((time.monotonic(), kernel_unreclaimable_kib()))
             with self._lock:
                 home, pid = self.home, self.pid
             if home is None:
@@ -151,6 +164,11 @@ class MemSampler(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+    def slab_rise_mb(self, t0: float, t1: float) -> float | None:
+        """How far the kernel's unreclaimable memory rose above its level at ``t0`` (MB)."""
+        xs = [kib for t, kib in self.slab if t0 <= t <= t1]
+        return mb(max(xs) - xs[0]) if xs else None
 
     def window(self, t0: float, t1: float, pid: int | None = None) -> list[int]:
         return [s[2] for s in self.samples if t0 <= s[0] <= t1 and (pid is None or s[1] == pid)]
@@ -414,6 +432,7 @@ def burst_leg(work: Path, tree: Path | None, home: Path | None, d: Daemon | None
     xs = sampler.window(t0m, t3m, d.pid)
     rec["rss_max_mb"] = mb(max(xs)) if xs else None
     rec["hwm_after_mb"] = memory_now(d.pid)["hwm_mb"]
+    rec["kernel_slab_rise_mb"] = sampler.slab_rise_mb(t0m, t3m)
     b, a = counters(before), counters(after)
     rec["delta"] = {k: (a[k] - b[k]) if isinstance(a.get(k), int) and isinstance(b.get(k), int) else a.get(k) for k in a}
     rec["overflows"] = rec["delta"]["overflows"]
@@ -494,6 +513,8 @@ def main() -> int:
     ap.add_argument("--tmpfs-bursts", type=int, default=None,
                     help="bursts in a tree on a tmpfs of its own, where the writers can reach 100,000 ops/s (default 3; --quick 1; "
                          "0: none)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a config.toml setting for every daemon of the run (repeatable), e.g. --set sensor.unlimited_queue=true")
     ap.add_argument("--python-writers", action="store_true", help="Python writers even when a C compiler is there")
     ap.add_argument("--sample", type=int, default=40, help="paths that disappeared looked up with `nocry versions` per burst")
     ap.add_argument("--steady", type=float, default=None, help="idle seconds over which steady RSS is taken (default 10; --quick 3)")
@@ -549,13 +570,14 @@ def main() -> int:
             raise SystemExit(f"{root} is on tmpfs: use --tmp on a disk filesystem")
         common.WORK_ROOT = root
         common.PROTECT_MODE = args.mode
+        common.DAEMON_CONFIG = common.config_toml(args.set, common.NOCRY)
         common.SETTLE_MAX_S = args.settle if args.settle is not None else (1.0 if args.quick else 3.0)
         code = setup_code(args, Work(top, keep=True, owned=True))
         result["code"] = code
         result["machine"] = machine(root)
         result["machine"]["fs_source"] = fs_source(root)
         result["params"] = {k: getattr(args, k) for k in ("files", "runs", "burst_seconds", "writers", "rate", "pool", "mode",
-                                                          "steady", "isolate", "sample", "stall", "tmpfs_bursts")}
+                                                          "steady", "isolate", "sample", "stall", "tmpfs_bursts", "set")}
         result["goals"] = {"rss_mb": RSS_GOAL_MB, "rescan_s": RESCAN_GOAL_S, "burst_ops_per_s": BURST_TARGET}
         tree = root / "tree"
         home = root / "home"
@@ -826,7 +848,8 @@ def render_markdown(r: dict[str, Any]) -> str:
            f"- machine: {m['nproc']} vCPU ({m['cpu']}), {m['ram_gib']} GiB RAM, kernel {m['kernel']}, Python {m['python']}; "
            f"load average at start {' '.join(m['loadavg_start'])}",
            f"- filesystem: {m['fs']} on {m.get('fs_source', '?')}",
-           f"- code under test: {src}; `nocry protect --mode {r['params']['mode']}`, default configuration otherwise",
+           f"- code under test: {src}; `nocry protect --mode {r['params']['mode']}`, "
+           + (f"configuration `{'`, `'.join(r['params']['set'])}`" if r["params"].get("set") else "default configuration otherwise"),
            f"- tree: {t['files']:,} files, {t['bytes'] / 1e6:,.0f} MB ({t['du_sb'] / 1e6:,.0f} MB `du -sb`), {t['dirs']:,} directories "
            f"({t['dirs_leaf']:,} holding files), sizes {t['size_range'][0]} B - {t['size_range'][1] // 1024} KiB log-uniform; "
            f"generated by bench/scale/gen.py in {t['generate_s']:.0f} s; page cache warm (no cache drop)",
@@ -881,14 +904,16 @@ def render_markdown(r: dict[str, Any]) -> str:
            ""]
     out.append("Per burst (nocry on; `tmpfs`: the tree on a tmpfs of its own):")
     out.append("")
-    out.append("| # | daemon stalled (s) | ops | ops/s | overflows | rescans | queued events: highest so far, reader waits | sync after (s) | files on disk: final content in vault | missing / stale | vanished paths: absent from vault state | sample of vanished (`nocry versions`) |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| # | daemon stalled (s) | ops | ops/s | overflows | rescans | queued events: highest so far, reader waits | kernel memory rise (MB) | sync after (s) | files on disk: final content in vault | missing / stale | vanished paths: absent from vault state | sample of vanished (`nocry versions`) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     tm = r.get("tmpfs") or {}
     for i, x in enumerate(r["bursts"] + (r.get("bursts_stalled") or []) + tm.get("on", []) + tm.get("stalled", [])):
         c = x["check"]
         smp = c["gone_sample"]
         backlog = f"{x['backlog_peak']:,}, {x['reader_waits']}" if x.get("backlog_peak") is not None else "–"
-        out.append(f"| {i}{' tmpfs' if '/ram/' in x['dir'] else ''} | {x.get('stall_s') or 0:g} | {x['ops']:,} | {x['ops_per_s']:,} | {x['overflows']} | {x['rescans']} | {backlog} | {x['sync_after_s']} | "
+        rise = x.get("kernel_slab_rise_mb")
+        out.append(f"| {i}{' tmpfs' if '/ram/' in x['dir'] else ''} | {x.get('stall_s') or 0:g} | {x['ops']:,} | {x['ops_per_s']:,} | {x['overflows']} | {x['rescans']} | {backlog} | "
+                   f"{'–' if rise is None else fmt_value(rise)} | {x['sync_after_s']} | "
                    f"{c['files_ok']:,} / {c['files_on_disk']:,} | {c['missing']} / {c['stale']} | "
                    f"{c['gone'] - c['gone_still_live_in_vault']:,} / {c['gone']:,} | {smp['tombstone']} tombstone, "
                    f"{smp['never_captured']} never captured, {smp['live_version']} live |")
