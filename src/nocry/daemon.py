@@ -854,6 +854,9 @@ class Daemon:
 
     def _scan_all(self, reason: str) -> None:
         assert self.vault is not None
+        # what the events already named is captured first, with its process: a rescan would
+        # store it too, as nobody's, and the capture after it would then find nothing new to judge
+        self._capture_due(everything=True)
         if not self._commit():
             return
         self._rescan_needed = False

@@ -198,6 +198,31 @@ def test_a_flood_that_keeps_overflowing_the_queue_gets_one_rescan_after_it_not_o
         knob.write_text(old)
 
 
+def test_a_rescan_leaves_what_the_events_named_to_the_process_that_wrote_it(work):
+    """A change the events already named, still waiting for its capture (a writer that keeps the
+    file open), is captured with its process before a rescan walks the tree: the rescan would
+    store it as nobody's, and the capture after it would find nothing new to judge."""
+    tree = work / "tree"
+    doc = tree / "report.txt"
+    doc.write_text("first draft\n")
+    (work / "home").mkdir()
+    (work / "home" / "config.toml").write_text("[capture]\ndebounce_ms = 5000\nmax_delay_ms = 30000\n")
+    code = f"f = open({str(doc)!r}, 'r+')\nf.write('second draft, kept open\\n')\nf.flush()\nprint('written', flush=True)\ninput()"
+    with Nocry(work / "home") as n:
+        n.start(tree)
+        writer = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout.readline().strip() == "written"
+            time.sleep(0.5)  # the reader has the events; the capture waits for the writer
+            n.sync(rescan=True)
+            newest = n.cli("versions", doc).json["versions"][0]
+            assert newest["reason"] == "event" and newest["subject"]["pid"] == writer.pid, newest
+        finally:
+            writer.kill()
+            writer.wait()
+        n.stop()
+
+
 def test_events_piling_up_while_capture_is_stuck_are_bounded_and_nothing_is_missed(work):
     """``sensor.queue_size`` bounds the daemon's queue of events: with the capture loop stuck in a
     commit (another process holds the index's write lock) while a burst lands, the reader waits
