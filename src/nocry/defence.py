@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import time
 import zlib
 from collections import deque
@@ -204,7 +205,7 @@ class Defence:
         where = os.fsdecode(tree)
         if lost_since is not None:
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lost_since - 1))
-            when, undo = "after the kernel dropped events", f"nocry restore {where} --at '{at}'"
+            when, undo = "after the kernel dropped events", f"nocry restore {shlex.quote(where)} --at '{at}'"
         else:
             when, undo = "with their events lost (nocry was not running or not capturing)", "nocry versions PATH, then nocry restore PATH --at TIME"
         log.critical("event=unattributed_damage alarm=1 tree=%r documents=%d indicators=%s", tree, len(damaged), names)

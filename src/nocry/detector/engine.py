@@ -45,7 +45,7 @@ KNOWN_EXTS = frozenset(
 
 _MAX_TOUCHED_PER_PID = 100_000
 #: paths remembered for all processes together (~150 bytes each): past it, the maps of the
-#: processes idle longest are dropped, unless they belong to an actor with damage. Without it a
+#: processes idle longest are dropped, unless they belong to an actor with evidence. Without it a
 #: flood of short-lived writers (one process per few thousand files) kept every path for 10 minutes
 _MAX_TOUCHED = 250_000
 _MAX_INDICATORS = 200
@@ -302,7 +302,7 @@ class Detector:
 
     def _bound_touched(self) -> None:
         """Keep at most ``_MAX_TOUCHED`` remembered paths: drop whole maps, the processes idle
-        longest first. Processes of an actor with damage (or judged) keep theirs: those maps are
+        longest first. Processes of an actor with evidence (or judged) keep theirs: those maps are
         what its incident's objects are made of (:meth:`objects_of`)."""
         total = sum(len(d) for d in self.touched.values())
         if total <= _MAX_TOUCHED:
