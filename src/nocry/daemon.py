@@ -857,8 +857,8 @@ class Daemon:
         # what the events already named is captured first, with its process: a rescan would
         # store it too, as nobody's, and the capture after it would then find nothing new to judge
         self._capture_due(everything=True)
-        if not self._commit():
-            return
+        if self.paused or not self._commit():
+            return  # the vault filled up meanwhile: no rescan writes into its released reserve
         self._rescan_needed = False
         self._overflow_first_ns = self._overflow_last_ns = 0
         lost_since, self._lost_since = self._lost_since, None
